@@ -1,0 +1,148 @@
+"""Domain models of a Storyloop session.
+
+Pure data: no Slack, no Redis. Storage serialises these with pydantic JSON; Block Kit builders
+render them; the state table in ``transitions`` moves them along.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Stage(StrEnum):
+    """Stages a session moves through, in order."""
+
+    STORY = "story"
+    REFERENCE_IMAGE = "reference_image"
+    STORYBOARD = "storyboard"
+    VIDEO = "video"
+    COMPLETE = "complete"
+
+
+class Status(StrEnum):
+    """What a session is doing right now within its stage."""
+
+    STARTING = "starting"  # session recorded, card not yet posted
+    GENERATING = "generating"  # first version being written
+    AWAITING_REVIEW = "awaiting_review"  # a version is shown with Approve / Regenerate
+    REGENERATING = "regenerating"  # a new version is being written
+    QUEUED = "queued"  # stage approved into; its generator is queued (not built yet)
+    FAILED = "failed"  # the last generation failed; Retry is offered
+    UNPOSTABLE = "unpostable"  # the app could not post in the channel; nothing to resume
+
+
+class Scene(BaseModel):
+    """One scene of the script."""
+
+    model_config = ConfigDict(frozen=True)
+
+    number: int = Field(ge=1)
+    duration_s: int = Field(ge=1)
+    visuals: str
+    voiceover: str
+
+
+class Story(BaseModel):
+    """A story as the LLM wrote it (after normalisation)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    title: str
+    logline: str
+    narrative: str
+    scenes: tuple[Scene, ...]
+
+    @property
+    def total_duration_s(self) -> int:
+        return sum(s.duration_s for s in self.scenes)
+
+    @property
+    def word_count(self) -> int:
+        parts = [self.title, self.logline, self.narrative]
+        parts += [s.visuals + " " + s.voiceover for s in self.scenes]
+        return sum(len(p.split()) for p in parts)
+
+
+class Usage(BaseModel):
+    """Token usage reported by the LLM endpoint."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+        )
+
+
+class StoryVersion(BaseModel):
+    """One committed version of the story, with the feedback it answered."""
+
+    model_config = ConfigDict(frozen=True)
+
+    number: int = Field(ge=1)
+    story: Story
+    usage: Usage
+    feedback_ts: tuple[str, ...] = ()  # Slack ts of the feedback turns this version took into account
+    summary_of_changes: str = ""
+    created_at: float
+
+
+class TurnRole(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class Turn(BaseModel):
+    """One conversational turn in the thread: a human's feedback or the assistant's answer.
+
+    Status and notice messages are not turns: they never reach the LLM.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    role: TurnRole
+    ts: str  # Slack ts of the message (assistant turns: ts of the answered feedback's newest turn)
+    user_id: str | None = None  # author of a user turn
+    text: str
+    planned_changes: tuple[str, ...] = ()  # assistant turns: changes it said it will make
+
+
+class Session(BaseModel):
+    """A story session: one Slack thread, one creator, a stage and its versions.
+
+    ``rev`` increases by one on every committed change; storage commits compare-and-set on it.
+    """
+
+    id: str
+    team_id: str
+    channel_id: str
+    owner_id: str
+    prompt: str
+    tone: str | None = None
+    duration_s: int
+    stage: Stage = Stage.STORY
+    status: Status = Status.STARTING
+    rev: int = 0
+    version: int = 0  # current story version (0 = none yet)
+    thread_ts: str | None = None  # ts of the session card (root of the thread)
+    story_message_ts: str | None = None  # the story message, edited in place
+    extra_message_ts: tuple[str, ...] = ()  # continuation messages of a long story
+    answered_until: int = 0  # number of history turns already answered or folded
+    requested_changes: tuple[str, ...] = ()  # bounded running list of changes asked for
+    approved_by: str | None = None
+    approved_version: int | None = None
+    failure: str | None = None  # plain-words reason when status is FAILED
+    failed_op: str | None = None  # "generate" | "regenerate": what Retry re-runs
+    usage: Usage = Usage()
+    created_at: float
+    updated_at: float

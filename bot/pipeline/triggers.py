@@ -1,0 +1,98 @@
+"""Triggers: what a user did, as the durable intake records it.
+
+A handler turns a Slack payload into one of these, storage enqueues it as a job whose id is
+derived from the trigger's own Slack identity (so a re-delivery maps onto the same job), and a
+worker executes it. Pure data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TriggerKind(StrEnum):
+    START = "start"
+    FEEDBACK = "feedback"
+    REGENERATE = "regenerate"
+    APPROVE = "approve"
+    RETRY = "retry"
+
+
+class _Trigger(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    team_id: str
+    channel_id: str
+    user_id: str
+
+
+class StartSession(_Trigger):
+    """`/story` (or the modal) asked for a new session."""
+
+    kind: Literal[TriggerKind.START] = TriggerKind.START
+    session_id: str
+    prompt: str
+    duration_s: int
+    tone: str | None = None
+    response_url: str | None = None
+
+    @property
+    def job_id(self) -> str:
+        return f"start:{self.team_id}:{self.session_id}"
+
+
+class Feedback(_Trigger):
+    """A human reply in a session's thread. ``wants_regenerate`` is the keyword intent."""
+
+    kind: Literal[TriggerKind.FEEDBACK] = TriggerKind.FEEDBACK
+    session_id: str
+    thread_ts: str
+    ts: str
+    text: str
+    wants_regenerate: bool = False
+
+    @property
+    def job_id(self) -> str:
+        return f"msg:{self.team_id}:{self.channel_id}:{self.ts}"
+
+
+class _Click(_Trigger):
+    session_id: str
+    version: int
+    message_ts: str
+    action_ts: str
+    response_url: str | None = None
+
+    @property
+    def job_id(self) -> str:
+        # One job per click: Slack re-deliveries share action_ts, distinct clicks do not.
+        return f"{self.kind}:{self.team_id}:{self.session_id}:{self.user_id}:{self.action_ts}"
+
+    kind: TriggerKind
+
+
+class Regenerate(_Click):
+    kind: Literal[TriggerKind.REGENERATE] = TriggerKind.REGENERATE
+
+
+class Approve(_Click):
+    kind: Literal[TriggerKind.APPROVE] = TriggerKind.APPROVE
+
+
+class Retry(_Click):
+    kind: Literal[TriggerKind.RETRY] = TriggerKind.RETRY
+
+
+Trigger = Annotated[
+    StartSession | Feedback | Regenerate | Approve | Retry, Field(discriminator="kind")
+]
+
+
+def session_id_for(team_id: str, trigger_id: str) -> str:
+    """A session id derived from the Slack interaction that created it (stable across retries)."""
+    digest = hashlib.sha256(f"{team_id}:{trigger_id}".encode()).hexdigest()
+    return digest[:20]
