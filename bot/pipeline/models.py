@@ -92,7 +92,9 @@ class StoryVersion(BaseModel):
     number: int = Field(ge=1)
     story: Story
     usage: Usage
-    feedback_ts: tuple[str, ...] = ()  # Slack ts of the feedback turns this version took into account
+    feedback_ts: tuple[
+        str, ...
+    ] = ()  # Slack ts of the feedback turns this version took into account
     summary_of_changes: str = ""
     created_at: float
 
@@ -137,7 +139,9 @@ class Session(BaseModel):
     thread_ts: str | None = None  # ts of the session card (root of the thread)
     story_message_ts: str | None = None  # the story message, edited in place
     extra_message_ts: tuple[str, ...] = ()  # continuation messages of a long story
-    answered_until: int = 0  # number of history turns already answered or folded
+    answered_until: int = 0  # history turns [0, answered_until) have had their answer
+    incorporated_until: int = 0  # history turns [0, incorporated_until) are in a version
+    active_job: str | None = None  # the job that owns the running generation or approval
     requested_changes: tuple[str, ...] = ()  # bounded running list of changes asked for
     approved_by: str | None = None
     approved_version: int | None = None

@@ -1,0 +1,42 @@
+# Storyloop — container image.
+#   docker compose up -d          (app + Redis with AOF; see docker-compose.yml and docs/INSTALL.md)
+#   docker build -t storyloop .   (image only; needs REDIS_URL pointing at a persistent Redis)
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# 1. Dependencies only. This layer depends on pyproject.toml alone, so editing the code does not
+#    reinstall them. The list is read from [project].dependencies, the single source of truth.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# 2. The app itself (the dependencies are already in place).
+COPY README.md ./
+COPY bot/ bot/
+COPY handlers/ handlers/
+COPY storage/ storage/
+RUN pip install --no-deps . \
+    && rm -rf build ./*.egg-info
+
+# 3. Run as an unprivileged user. ./data is only used when REDIS_URL is unset (local redis-server),
+#    which does not apply in this image: set REDIS_URL (docker-compose.yml does).
+RUN groupadd --system --gid 10001 storyloop \
+    && useradd --system --uid 10001 --gid storyloop --home-dir /app --no-create-home \
+       --shell /usr/sbin/nologin storyloop \
+    && mkdir -p /app/data \
+    && chown storyloop:storyloop /app/data
+USER 10001:10001
+
+# HTTP mode only (no SLACK_APP_TOKEN): Slack posts to http://<host>:$PORT/slack/events.
+EXPOSE 3000
+
+# Exec form: `storyloop` runs as the container's main process and receives SIGTERM directly on
+# `docker stop`, so it can stop taking work and release its job leases before exiting.
+CMD ["storyloop", "run"]

@@ -1,0 +1,107 @@
+"""Building the Bolt app and the worker from one ``Settings``. No globals: tests call these too."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+import handlers
+from bot.config import Settings
+from bot.jobs.context import FlowContext
+from bot.jobs.crashpoints import CrashPoints
+from bot.jobs.flows import Flows
+from bot.jobs.worker import Worker
+from bot.llm.client import LLMClient
+from bot.services import HandlerServices
+from bot.slack.gateway import SlackGateway
+from storage.connection import connect
+from storage.intake import Intake
+from storage.queue import JobQueue
+from storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+
+def web_client(settings: Settings) -> AsyncWebClient:
+    """Our Web API client: base URL from settings; 429s wait for Retry-After.
+
+    The SDK's default connection-error retry is left out on purpose: a re-sent chat.postMessage
+    after a reset can post twice. The gateway resolves such errors by looking in Slack first.
+    """
+    return AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        timeout=15,
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=5)],
+    )
+
+
+@dataclass
+class Runtime:
+    """Everything a running replica holds; ``close()`` releases it."""
+
+    settings: Settings
+    redis: Redis
+    app: AsyncApp
+    worker: Worker
+    llm: LLMClient
+    client: AsyncWebClient
+
+    async def close(self) -> None:
+        await self.llm.close()
+        await self.redis.aclose()
+
+
+def build_app(settings: Settings, services: HandlerServices, client: AsyncWebClient) -> AsyncApp:
+    app = AsyncApp(
+        client=client,
+        signing_secret=(
+            settings.slack_signing_secret.get_secret_value()
+            if settings.slack_signing_secret
+            else None
+        ),
+        process_before_response=True,  # ack only after the intake script has run
+        request_verification_enabled=not settings.socket_mode,
+        raise_error_for_unhandled_request=False,
+        logger=logging.getLogger("slack_bolt"),
+    )
+    handlers.register(app, services)
+    return app
+
+
+def build_runtime(settings: Settings, redis_url: str) -> Runtime:
+    redis = connect(redis_url)
+    repo = Repository(redis, session_ttl_s=settings.session_ttl_days * 86400)
+    intake = Intake(repo.scripts, session_ttl_s=repo.session_ttl_s)
+    client = web_client(settings)
+    llm = LLMClient(
+        base_url=settings.openai_base_url,
+        api_key=settings.openai_api_key.get_secret_value(),
+        model=settings.model,
+        timeout_s=settings.llm_timeout_s,
+        attempts=settings.llm_attempts,
+    )
+    ctx = FlowContext(
+        settings=settings,
+        repo=repo,
+        gateway=SlackGateway(client, repo),
+        llm=llm,
+        crash=CrashPoints(settings.crash_point),
+    )
+    consumer = f"{socket.gethostname()}-{os.getpid()}"
+    worker = Worker(
+        JobQueue(redis, consumer),
+        Flows(ctx),
+        concurrency=settings.workers,
+        lease_s=settings.lease_s,
+        max_deliveries=settings.max_deliveries,
+    )
+    app = build_app(settings, HandlerServices(settings=settings, intake=intake), client)
+    return Runtime(settings, redis, app, worker, llm, client)

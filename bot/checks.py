@@ -1,0 +1,62 @@
+"""`storyloop check`: is the configuration good, and can we reach Slack, Redis and the LLM?"""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.app import web_client
+from bot.config import Settings
+from bot.llm.client import LLMClient
+from storage.connection import connect
+
+
+async def _slack(settings: Settings) -> str:
+    client = web_client(settings)
+    resp = await client.auth_test()
+    return f"ok — workspace {resp.get('team')} as {resp.get('user')}"
+
+
+async def _redis(settings: Settings) -> str:
+    if settings.redis_url is None:
+        return "ok — not configured: `storyloop run` starts a local redis-server with AOF"
+    redis = connect(settings.redis_url)
+    try:
+        await redis.ping()
+        persistence = await redis.info("persistence")
+        cfg = await redis.config_get("maxmemory-policy")
+    finally:
+        await redis.aclose()
+    aof = bool(int(persistence.get("aof_enabled", 0)))
+    policy = cfg.get("maxmemory-policy", "?")
+    notes = ["persists with AOF" if aof else "WARNING: AOF is off — a restart can lose work"]
+    if policy != "noeviction":
+        notes.append(f"WARNING: maxmemory-policy is {policy}; use noeviction")
+    return "ok — " + "; ".join(notes)
+
+
+async def _llm(settings: Settings) -> str:
+    llm = LLMClient(
+        base_url=settings.openai_base_url,
+        api_key=settings.openai_api_key.get_secret_value(),
+        model=settings.model,
+        timeout_s=10,
+        attempts=1,
+    )
+    try:
+        return f"ok — models: {await llm.ping()}"
+    finally:
+        await llm.close()
+
+
+async def run_checks(settings: Settings) -> int:
+    mode = "Socket Mode" if settings.socket_mode else f"HTTP mode on :{settings.port}"
+    print(f"configuration: ok — {mode}, model {settings.model}")
+    failed = 0
+    for name, probe in (("slack", _slack), ("redis", _redis), ("llm", _llm)):
+        try:
+            result = await asyncio.wait_for(probe(settings), timeout=15)
+        except Exception as exc:
+            failed += 1
+            result = f"FAILED — {type(exc).__name__}: {str(exc)[:200]}"
+        print(f"{name}: {result}")
+    return 1 if failed else 0

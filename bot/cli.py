@@ -1,0 +1,62 @@
+"""`storyloop run` and `storyloop check`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from bot import logs
+from bot.checks import run_checks
+from bot.config import Settings, SettingsError, load_settings
+from bot.localredis import LocalRedisError, start_local_redis
+from bot.runtime import StartupError, serve
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        print(
+            "\nSet these in the environment or in a .env file (see .env.example).", file=sys.stderr
+        )
+        raise SystemExit(2) from None
+
+
+def run() -> int:
+    settings = _settings()
+    logs.setup(settings.log_level, settings.secrets())
+    proc = None
+    try:
+        url = settings.redis_url
+        if url is None:
+            url, proc = start_local_redis(settings.data_dir)
+        asyncio.run(serve(settings, url))
+    except (StartupError, LocalRedisError) as exc:
+        print(f"Storyloop can't start: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+    return 0
+
+
+def check() -> int:
+    settings = _settings()
+    logs.setup("WARNING", settings.secrets())
+    return asyncio.run(run_checks(settings))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="storyloop", description=__doc__)
+    parser.add_argument("command", choices=["run", "check"], nargs="?", default="run")
+    args = parser.parse_args(argv)
+    return run() if args.command == "run" else check()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,128 @@
+"""Settings: built once at start from the environment (or ``.env``) and passed down.
+
+Nothing else reads ``os.environ``. Secrets are ``SecretStr`` so they never print by accident.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+WHERE_TO_GET = {
+    "SLACK_BOT_TOKEN": "Slack app → OAuth & Permissions → Bot User OAuth Token (xoxb-…)",
+    "SLACK_APP_TOKEN": "Slack app → Basic Information → App-Level Tokens, scope connections:write "
+    "(xapp-…); leave unset for HTTP mode",
+    "SLACK_SIGNING_SECRET": "Slack app → Basic Information → App Credentials → Signing Secret "
+    "(required in HTTP mode)",
+    "OPENAI_API_KEY": "your LLM provider's API key (any non-empty value for local servers)",
+    "OPENAI_BASE_URL": "base URL of any OpenAI-compatible endpoint, e.g. https://api.openai.com/v1",
+    "REDIS_URL": "redis://host:6379/0 (unset: `storyloop run` starts a local redis-server)",
+    "SLACK_API_URL": "Slack Web API base, e.g. https://slack-gov.com/api/ for GovSlack",
+    "STORYLOOP_MODEL": "the model name your endpoint serves",
+}
+
+
+class SettingsError(Exception):
+    """Configuration is missing or invalid; ``str()`` is the message for the admin."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    slack_bot_token: SecretStr = Field(validation_alias="SLACK_BOT_TOKEN")
+    slack_app_token: SecretStr | None = Field(default=None, validation_alias="SLACK_APP_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, validation_alias="SLACK_SIGNING_SECRET"
+    )
+    slack_api_url: str = Field(default="https://slack.com/api/", validation_alias="SLACK_API_URL")
+    openai_api_key: SecretStr = Field(validation_alias="OPENAI_API_KEY")
+    openai_base_url: str = Field(
+        default="https://api.openai.com/v1", validation_alias="OPENAI_BASE_URL"
+    )
+    model: str = Field(
+        default="gpt-4o-mini", validation_alias=AliasChoices("STORYLOOP_MODEL", "OPENAI_MODEL")
+    )
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    port: int = Field(default=3000, ge=1, le=65535, validation_alias="PORT")
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    data_dir: str = Field(default="data", validation_alias="STORYLOOP_DATA_DIR")
+
+    # Tunables (sane defaults; environment can override).
+    workers: int = Field(default=32, ge=1, le=512, validation_alias="STORYLOOP_WORKERS")
+    lease_s: float = Field(default=30.0, gt=0, validation_alias="STORYLOOP_LEASE_SECONDS")
+    llm_timeout_s: float = Field(default=60.0, gt=0, validation_alias="STORYLOOP_LLM_TIMEOUT")
+    llm_attempts: int = Field(default=3, ge=1, le=10, validation_alias="STORYLOOP_LLM_ATTEMPTS")
+    max_deliveries: int = Field(default=5, ge=1, validation_alias="STORYLOOP_MAX_DELIVERIES")
+    session_ttl_days: int = Field(default=30, ge=1, validation_alias="STORYLOOP_SESSION_TTL_DAYS")
+    progress_interval_s: float = Field(
+        default=2.0, gt=0, validation_alias="STORYLOOP_PROGRESS_INTERVAL"
+    )
+    approval: Literal["owner", "anyone"] = Field(
+        default="owner", validation_alias="STORYLOOP_APPROVAL"
+    )
+    crash_point: str | None = Field(default=None, validation_alias="STORYLOOP_CRASH_POINT")
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token_shape(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith("xoxb-"):
+            raise ValueError("must be a bot token starting with xoxb-")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("must be an app-level token starting with xapp-")
+        return value
+
+    @field_validator("slack_signing_secret", "openai_api_key")
+    @classmethod
+    def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log redaction filter."""
+        values = [self.slack_bot_token, self.slack_app_token, self.slack_signing_secret]
+        values.append(self.openai_api_key)
+        return [v.get_secret_value() for v in values if v is not None]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build ``Settings`` or raise ``SettingsError`` listing everything that is wrong."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            what = "is missing" if err["type"] == "missing" else f"is invalid: {err['msg']}"
+            hint = WHERE_TO_GET.get(name, "")
+            problems.append(f"  - {name} {what}" + (f"\n      get it from: {hint}" if hint else ""))
+        raise SettingsError("Storyloop can't start:\n" + "\n".join(problems)) from None
+    if not settings.socket_mode and settings.slack_signing_secret is None:
+        raise SettingsError(
+            "Storyloop can't start:\n  - SLACK_SIGNING_SECRET is missing (HTTP mode, because "
+            "SLACK_APP_TOKEN is unset)\n      get it from: "
+            + WHERE_TO_GET["SLACK_SIGNING_SECRET"]
+            + "\n      or set SLACK_APP_TOKEN to run in Socket Mode: "
+            + WHERE_TO_GET["SLACK_APP_TOKEN"]
+        )
+    return settings

@@ -1,0 +1,31 @@
+"""Named crash points for the fault tests: the process kills itself (SIGKILL) at the named one.
+
+Off unless ``STORYLOOP_CRASH_POINT`` names a point; a ``point@N`` form crashes on the N-th pass.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS = (
+    "after_claim",  # a worker took a job and holds the lease
+    "after_placeholder_post",  # a placeholder is posted in Slack, its ts not yet recorded
+    "after_llm",  # the LLM answered, nothing committed yet
+    "after_commit",  # the result is committed, Slack not yet updated
+    "after_deliver",  # Slack shows the result, the job is not yet acknowledged
+)
+
+
+class CrashPoints:
+    def __init__(self, spec: str | None) -> None:
+        name, _, nth = (spec or "").partition("@")
+        self.name = name or None
+        self.remaining = int(nth) if nth.isdigit() else 1
+
+    def reach(self, point: str) -> None:
+        if point != self.name:
+            return
+        self.remaining -= 1
+        if self.remaining <= 0:
+            os.kill(os.getpid(), signal.SIGKILL)

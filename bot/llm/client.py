@@ -1,0 +1,210 @@
+"""The LLM port: one OpenAI-compatible client with short timeouts and our own retry policy.
+
+The SDK's own retries are off (``max_retries=0``) so every attempt is visible here and bounded;
+its 600 s default timeout is replaced by ``llm_timeout_s``. Structured outputs are requested as
+JSON schema; servers that reject ``json_schema`` are remembered and asked for ``json_object``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import openai
+from pydantic import BaseModel, ValidationError
+
+from bot.pipeline.drafts import SCHEMA_NAMES, FeedbackAnswer, StoryDraft
+from bot.pipeline.models import Usage
+from bot.pipeline.prompts import ChatMessage
+
+log = logging.getLogger(__name__)
+ModelT = TypeVar("ModelT", bound=BaseModel)
+Progress = Callable[[str], Awaitable[None]]
+
+
+class LLMError(Exception):
+    """A failed LLM call. ``user_message`` is safe to show in Slack; ``retryable`` drives retry."""
+
+    def __init__(self, user_message: str, *, retryable: bool, detail: str = "") -> None:
+        super().__init__(detail or user_message)
+        self.user_message = user_message
+        self.retryable = retryable
+
+
+def _extract_json(text: str) -> Any:
+    """Parse JSON tolerant of code fences or prose around one object."""
+    text = text.strip()
+    fenced = re.search(r"```(?:json)?\s*(\{.*\})\s*```", text, re.DOTALL)
+    if fenced:
+        text = fenced.group(1)
+    start, end = text.find("{"), text.rfind("}")
+    if start == -1 or end <= start:
+        raise ValueError("no JSON object in the answer")
+    return json.loads(text[start : end + 1])
+
+
+def parse_structured(model: type[ModelT], text: str) -> ModelT:
+    try:
+        return model.model_validate(_extract_json(text))
+    except (ValueError, ValidationError) as exc:
+        raise LLMError(
+            "The story writer sent back something I couldn't read.",
+            retryable=True,
+            detail=f"malformed structured output: {type(exc).__name__}",
+        ) from None
+
+
+def _classify(exc: Exception) -> LLMError:
+    if isinstance(exc, LLMError):
+        return exc
+    if isinstance(exc, openai.APITimeoutError):
+        return LLMError(
+            "The story writer took too long to answer.", retryable=True, detail="timeout"
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        return LLMError("I couldn't reach the story writer.", retryable=True, detail="connection")
+    if isinstance(exc, openai.RateLimitError):
+        return LLMError("The story writer is busy right now.", retryable=True, detail="429")
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return LLMError(
+            "The story writer refused our credentials; an admin needs to check the LLM settings.",
+            retryable=False,
+            detail=f"auth {exc.status_code}",
+        )
+    if isinstance(exc, openai.APIStatusError):
+        retryable = exc.status_code >= 500 or exc.status_code in (408, 409)
+        return LLMError(
+            "The story writer had a problem answering.",
+            retryable=retryable,
+            detail=f"status {exc.status_code}",
+        )
+    return LLMError("The story writer had a problem answering.", retryable=True, detail=repr(exc))
+
+
+def _retry_after(exc: Exception) -> float | None:
+    if isinstance(exc, openai.APIStatusError):
+        value = exc.response.headers.get("retry-after")
+        try:
+            return float(value) if value else None
+        except ValueError:
+            return None
+    return None
+
+
+class LLMClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        model: str,
+        timeout_s: float,
+        attempts: int,
+        backoff_s: float = 1.0,
+    ) -> None:
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0
+        )
+        self.model = model
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self._json_schema_ok = True
+
+    async def _create(self, **kwargs: Any) -> Any:
+        """The SDK's overloads want its own TypedDicts; our messages are the same shape."""
+        create: Any = self._client.chat.completions.create
+        return await create(**kwargs)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    def _format(self, model: type[BaseModel]) -> dict[str, Any]:
+        if not self._json_schema_ok:
+            return {"type": "json_object"}
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": SCHEMA_NAMES[model], "schema": model.model_json_schema()},
+        }
+
+    async def _with_retries(self, call: Callable[[], Awaitable[ModelT]]) -> ModelT:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return await call()
+            except openai.BadRequestError as exc:
+                if self._json_schema_ok and "response_format" in str(exc):
+                    log.info("LLM endpoint rejects json_schema; using json_object from now on")
+                    self._json_schema_ok = False
+                    continue
+                raise _classify(exc) from None
+            except Exception as exc:
+                error = _classify(exc)
+                log.warning("LLM attempt %d/%d failed: %s", attempt, self.attempts, error)
+                if not error.retryable or attempt == self.attempts:
+                    raise error from None
+                delay = _retry_after(exc) or self.backoff_s * 2 ** (attempt - 1)
+                await asyncio.sleep(min(delay, 30.0))
+        raise LLMError("The story writer had a problem answering.", retryable=True)
+
+    async def write_story(
+        self, messages: Sequence[ChatMessage], on_progress: Progress | None = None
+    ) -> tuple[StoryDraft, Usage]:
+        """Stream a story; ``on_progress`` sees the text so far (the caller throttles)."""
+        usage = Usage()
+
+        async def call() -> StoryDraft:
+            nonlocal usage
+            text: list[str] = []
+            stream = await self._create(
+                model=self.model,
+                messages=list(messages),
+                response_format=self._format(StoryDraft),
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    usage = Usage(
+                        prompt_tokens=chunk.usage.prompt_tokens,
+                        completion_tokens=chunk.usage.completion_tokens,
+                    )
+                for choice in chunk.choices:
+                    if choice.delta.content:
+                        text.append(choice.delta.content)
+                        if on_progress is not None:
+                            await on_progress("".join(text))
+            return parse_structured(StoryDraft, "".join(text))
+
+        draft = await self._with_retries(call)
+        return draft, usage
+
+    async def answer_feedback(
+        self, messages: Sequence[ChatMessage]
+    ) -> tuple[FeedbackAnswer, Usage]:
+        usage = Usage()
+
+        async def call() -> FeedbackAnswer:
+            nonlocal usage
+            completion = await self._create(
+                model=self.model,
+                messages=list(messages),
+                response_format=self._format(FeedbackAnswer),
+            )
+            if completion.usage is not None:
+                usage = Usage(
+                    prompt_tokens=completion.usage.prompt_tokens,
+                    completion_tokens=completion.usage.completion_tokens,
+                )
+            content = completion.choices[0].message.content if completion.choices else None
+            return parse_structured(FeedbackAnswer, content or "")
+
+        answer = await self._with_retries(call)
+        return answer, usage
+
+    async def ping(self) -> str:
+        """List models (used by ``storyloop check``)."""
+        models = await self._client.models.list()
+        return ", ".join(m.id for m in models.data[:5]) or "(no models listed)"

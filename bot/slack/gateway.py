@@ -1,0 +1,231 @@
+"""The one way Storyloop talks to the Slack Web API.
+
+Posting is idempotent (placeholder-then-update): every post has a *slot* named by what it is
+for; its ts is recorded in Redis and the message carries the slot in its metadata. A replayed
+job finds the ts (or, after a crash between post and record, finds the message in Slack by its
+metadata) and edits instead of posting twice. 429s honour Retry-After (SDK handler); connection
+errors on a post are resolved by looking for the message before posting again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.pipeline.models import Session
+from bot.slack.blocks import Rendered
+from storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+METADATA_EVENT = "storyloop_delivery"
+MAX_FALLBACK_TEXT = 3000  # chat.update rejects text over 4,000 characters
+NOT_POSTABLE = {
+    "channel_not_found",
+    "is_archived",
+    "restricted_action",
+    "method_not_supported_for_channel_type",
+    "not_in_channel",
+    "cannot_reply_to_message",
+}
+_TRANSIENT = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
+ATTEMPTS = 3
+
+
+class NotPostable(Exception):
+    """The app cannot post in this channel (not a member of a private channel, a DM, …)."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class SlackDeliveryError(Exception):
+    """A Slack call failed for a reason other than rate limits; already logged with context."""
+
+
+def _text(msg: Rendered) -> str:
+    return msg.text[:MAX_FALLBACK_TEXT]
+
+
+class SlackGateway:
+    def __init__(self, client: AsyncWebClient, repo: Repository) -> None:
+        self.client = client
+        self.repo = repo
+
+    async def post_once(
+        self,
+        session: Session,
+        slot: str,
+        msg: Rendered,
+        *,
+        thread_ts: str | None,
+        recover: bool = False,
+    ) -> str:
+        """Post the message for ``slot`` unless it was posted before; returns its ts."""
+        known = await self.repo.message_ts(session, slot)
+        if known:
+            return known
+        if recover:
+            found = await self._find_posted(session, slot, thread_ts)
+            if found:
+                return await self.repo.record_message(session, slot, found)
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                ts = await self._post(session, slot, msg, thread_ts=thread_ts)
+                return await self.repo.record_message(session, slot, ts)
+            except _TRANSIENT as exc:
+                log.warning("chat.postMessage for %s failed (%s); checking Slack", slot, exc)
+                await asyncio.sleep(0.2 * attempt)
+                found = await self._find_posted(session, slot, thread_ts)
+                if found:
+                    return await self.repo.record_message(session, slot, found)
+        raise SlackDeliveryError(f"could not post {slot}")
+
+    async def _post(
+        self, session: Session, slot: str, msg: Rendered, *, thread_ts: str | None
+    ) -> str:
+        kwargs: dict[str, Any] = {
+            "channel": session.channel_id,
+            "text": _text(msg),
+            "blocks": msg.blocks,
+            "metadata": {
+                "event_type": METADATA_EVENT,
+                "event_payload": {"session": session.id, "slot": slot},
+            },
+            "unfurl_links": False,
+            "unfurl_media": False,
+        }
+        if thread_ts:
+            kwargs["thread_ts"] = thread_ts
+        try:
+            resp = await self.client.chat_postMessage(**kwargs)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", ""))
+            if error == "not_in_channel" and await self.join(session.channel_id):
+                resp = await self.client.chat_postMessage(**kwargs)
+            elif error in NOT_POSTABLE:
+                raise NotPostable(error) from None
+            else:
+                log.error("chat.postMessage %s in %s failed: %s", slot, session.channel_id, error)
+                raise SlackDeliveryError(error) from None
+        return str(resp["ts"])
+
+    async def _find_posted(self, session: Session, slot: str, thread_ts: str | None) -> str | None:
+        """Look in Slack for a message we posted for ``slot`` (crash between post and record)."""
+        try:
+            if thread_ts:
+                resp = await self.client.conversations_replies(
+                    channel=session.channel_id, ts=thread_ts, include_all_metadata=True, limit=200
+                )
+            else:
+                resp = await self.client.conversations_history(
+                    channel=session.channel_id, include_all_metadata=True, limit=100
+                )
+        except (SlackApiError, *_TRANSIENT) as exc:
+            log.warning("could not look for %s in Slack: %s", slot, exc)
+            return None
+        messages: list[dict[str, Any]] = resp.get("messages") or []
+        for message in messages:
+            meta = message.get("metadata") or {}
+            payload = meta.get("event_payload") or {}
+            if (
+                meta.get("event_type") == METADATA_EVENT
+                and payload.get("session") == session.id
+                and payload.get("slot") == slot
+            ):
+                return str(message["ts"])
+        return None
+
+    async def join(self, channel_id: str) -> bool:
+        try:
+            await self.client.conversations_join(channel=channel_id)
+        except SlackApiError as exc:
+            log.info("could not join %s: %s", channel_id, exc.response.get("error"))
+            return False
+        return True
+
+    async def update(self, session: Session, ts: str, msg: Rendered) -> None:
+        """Edit a message we own (idempotent, so transient failures are simply retried)."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                await self.client.chat_update(
+                    channel=session.channel_id, ts=ts, text=_text(msg), blocks=msg.blocks
+                )
+                return
+            except _TRANSIENT as exc:
+                log.warning("chat.update %s failed (%s), attempt %d", ts, exc, attempt)
+                await asyncio.sleep(0.2 * attempt)
+            except SlackApiError as exc:
+                error = exc.response.get("error")
+                log.error("chat.update %s in %s failed: %s", ts, session.channel_id, error)
+                raise SlackDeliveryError(str(error)) from None
+        raise SlackDeliveryError(f"could not update {ts}")
+
+    async def sync_pages(
+        self,
+        session: Session,
+        slot: str,
+        pages: Sequence[Rendered],
+        *,
+        first_ts: str,
+        recover: bool,
+    ) -> tuple[str, ...]:
+        """Show a multi-message story: page 1 edits ``first_ts``; the rest get their own slots."""
+        await self.update(session, first_ts, pages[0])
+        extra: list[str] = []
+        for index, page in enumerate(pages[1:], start=2):
+            page_slot = f"{slot}:p{index}"
+            ts = await self.post_once(
+                session, page_slot, page, thread_ts=session.thread_ts, recover=recover
+            )
+            await self.update(session, ts, page)
+            extra.append(ts)
+        for stale in session.extra_message_ts:
+            if stale not in extra:
+                await self.delete(session, stale)
+        return tuple(extra)
+
+    async def delete(self, session: Session, ts: str) -> None:
+        try:
+            await self.client.chat_delete(channel=session.channel_id, ts=ts)
+        except SlackApiError as exc:
+            if exc.response.get("error") != "message_not_found":
+                log.warning("chat.delete %s failed: %s", ts, exc.response.get("error"))
+
+    async def ephemeral(
+        self,
+        *,
+        channel_id: str,
+        user_id: str,
+        msg: Rendered,
+        thread_ts: str | None = None,
+        response_url: str | None = None,
+    ) -> None:
+        """Tell one person something only they should see (best effort, never raises)."""
+        try:
+            if response_url and response_url.startswith(("https://", "http://")):
+                hook = AsyncWebhookClient(response_url)
+                await hook.send(
+                    text=_text(msg),
+                    blocks=msg.blocks,
+                    response_type="ephemeral",
+                    replace_original=False,
+                )
+                return
+            await self.client.chat_postEphemeral(
+                channel=channel_id,
+                user=user_id,
+                text=_text(msg),
+                blocks=msg.blocks,
+                thread_ts=thread_ts,
+            )
+        except (SlackApiError, *_TRANSIENT) as exc:
+            log.warning("ephemeral to %s in %s failed: %s", user_id, channel_id, exc)

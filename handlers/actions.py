@@ -1,0 +1,83 @@
+"""Approve, Regenerate and Retry buttons: each click is recorded durably, then acked.
+
+Who may act and whether the version is current are decided by the worker under the session
+lease, so twenty simultaneous clicks still produce exactly one winner and polite refusals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+
+from bot.pipeline.triggers import Approve, Regenerate, Retry
+from bot.services import HandlerServices
+from bot.slack.actions import ActionId, ButtonValue
+from handlers import replies
+
+log = logging.getLogger(__name__)
+CLICKS: dict[ActionId, type[Approve] | type[Regenerate] | type[Retry]] = {
+    ActionId.APPROVE: Approve,
+    ActionId.REGENERATE: Regenerate,
+    ActionId.RETRY: Retry,
+}
+
+
+def parse_click(body: dict[str, Any]) -> Approve | Regenerate | Retry | None:
+    """The click as a trigger, or None when the payload or the button value is not ours."""
+    actions = body.get("actions") or []
+    action = actions[0] if actions and isinstance(actions[0], dict) else {}
+    value = ButtonValue.parse(action.get("value"))
+    kind = (
+        CLICKS.get(ActionId(action["action_id"]))
+        if action.get("action_id") in set(ActionId)
+        else None
+    )
+    team_id = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id")
+    user_id = (body.get("user") or {}).get("id")
+    channel_id = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+        "channel_id"
+    )
+    message_ts = (body.get("container") or {}).get("message_ts")
+    action_ts = action.get("action_ts")
+    if not (value and kind and team_id and user_id and channel_id and message_ts and action_ts):
+        return None
+    return kind(
+        team_id=str(team_id),
+        channel_id=str(channel_id),
+        user_id=str(user_id),
+        session_id=value.session,
+        version=value.version,
+        message_ts=str(message_ts),
+        action_ts=str(action_ts),
+        response_url=body.get("response_url"),
+    )
+
+
+def register(app: AsyncApp, services: HandlerServices) -> None:
+    async def handle_story_button(
+        ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        """Record an Approve / Regenerate / Retry click."""
+        click = parse_click(body)
+        failed = False
+        if click is not None:
+            try:
+                await services.intake.submit(click)
+            except Exception:
+                log.exception("intake failed for a button click")
+                failed = True
+        await ack()
+        if click is None or failed:
+            try:
+                await respond(
+                    text=replies.UNAVAILABLE if failed else replies.STALE_BUTTON,
+                    response_type="ephemeral",
+                    replace_original=False,
+                )
+            except Exception:
+                log.warning("could not answer a click", exc_info=True)
+
+    for action_id in ActionId:
+        app.action(action_id.value)(handle_story_button)

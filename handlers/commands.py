@@ -1,0 +1,73 @@
+"""`/story [duration] <prompt>`: validate, record durably, ack. No text opens the modal."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.pipeline.request import RequestError, parse_command_text
+from bot.pipeline.triggers import StartSession, session_id_for
+from bot.services import HandlerServices
+from bot.slack import blocks
+from handlers import replies
+
+log = logging.getLogger(__name__)
+
+
+def is_direct_message(channel_id: str, channel_name: str) -> bool:
+    return (
+        channel_id.startswith("D")
+        or channel_name in ("directmessage", "mpdm")
+        or (channel_name.startswith("mpdm-"))
+    )
+
+
+def register(app: AsyncApp, services: HandlerServices) -> None:
+    async def handle_story_command(
+        ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        """Start a story session from `/story`."""
+        channel_id = str(command.get("channel_id", ""))
+        team_id = str(command.get("team_id", ""))
+        user_id = str(command.get("user_id", ""))
+        trigger_id = str(command.get("trigger_id", ""))
+        if not (channel_id and team_id and user_id and trigger_id):
+            await ack(response_type="ephemeral", text="That request was incomplete; try again.")
+            return
+        if is_direct_message(channel_id, str(command.get("channel_name", ""))):
+            await ack(response_type="ephemeral", text=replies.NO_DMS)
+            return
+        parsed = parse_command_text(str(command.get("text") or ""))
+        if parsed is None:
+            await ack()
+            try:
+                await client.views_open(
+                    trigger_id=trigger_id, view=blocks.start_modal(channel_id=channel_id)
+                )
+            except Exception:
+                log.exception("views.open failed")
+            return
+        if isinstance(parsed, RequestError):
+            await ack(response_type="ephemeral", text=parsed.message)
+            return
+        trigger = StartSession(
+            team_id=team_id,
+            channel_id=channel_id,
+            user_id=user_id,
+            session_id=session_id_for(team_id, trigger_id),
+            prompt=parsed.prompt,
+            duration_s=parsed.duration_s,
+            response_url=command.get("response_url"),
+        )
+        try:
+            await services.intake.submit(trigger)
+        except Exception:
+            log.exception("intake failed for /story")
+            await ack(response_type="ephemeral", text=replies.UNAVAILABLE)
+            return
+        await ack()
+
+    app.command("/story")(handle_story_command)

@@ -1,0 +1,69 @@
+"""Thread replies: a human's message in a session thread is feedback; everything else is noise.
+
+Noise is dropped in one place (``is_human_reply``): edits, deletions, joins, bot messages (ours
+come back as events) and top-level messages. Whether the thread is a session's is decided by the
+intake script itself, in the same round trip that records the reply.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.pipeline.intent import wants_regenerate
+from bot.pipeline.models import Turn, TurnRole
+from bot.pipeline.request import clean_text
+from bot.pipeline.triggers import Feedback
+from bot.services import HandlerServices
+
+log = logging.getLogger(__name__)
+HUMAN_SUBTYPES = (None, "thread_broadcast", "file_share")
+MAX_FEEDBACK_CHARS = 4000
+
+
+def is_human_reply(event: dict[str, Any]) -> bool:
+    return (
+        event.get("subtype") in HUMAN_SUBTYPES
+        and not event.get("bot_id")
+        and not event.get("bot_profile")
+        and bool(event.get("user"))
+        and bool(event.get("channel"))
+        and bool(event.get("ts"))
+        and bool(event.get("thread_ts"))
+        and event.get("thread_ts") != event.get("ts")
+    )
+
+
+def parse_reply(body: dict[str, Any], event: dict[str, Any]) -> tuple[Feedback, Turn] | None:
+    if not is_human_reply(event):
+        return None
+    team_id = body.get("team_id") or event.get("team")
+    text = clean_text(str(event.get("text") or ""))[:MAX_FEEDBACK_CHARS]
+    if not team_id or not text:
+        return None
+    feedback = Feedback(
+        team_id=str(team_id),
+        channel_id=str(event["channel"]),
+        user_id=str(event["user"]),
+        session_id="",
+        thread_ts=str(event["thread_ts"]),
+        ts=str(event["ts"]),
+        text=text,
+        wants_regenerate=wants_regenerate(text),
+    )
+    turn = Turn(role=TurnRole.USER, ts=feedback.ts, user_id=feedback.user_id, text=text)
+    return feedback, turn
+
+
+def register(app: AsyncApp, services: HandlerServices) -> None:
+    async def handle_message(body: dict[str, Any], event: dict[str, Any]) -> None:
+        """Record a thread reply as feedback (Bolt acks once this returns)."""
+        parsed = parse_reply(body, event)
+        if parsed is None:
+            return
+        # Raising here makes Bolt answer 500 (HTTP) / skip the ack (Socket Mode): Slack retries.
+        await services.intake.submit_feedback(*parsed)
+
+    app.event("message")(handle_message)

@@ -1,0 +1,27 @@
+"""Creating the Redis client with a retry policy that survives a Redis restart.
+
+redis-py re-sends a command after a connection error; every write that matters is idempotent
+(NX keys, scripts keyed by an operation id), so the re-send is safe.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+
+def connect(url: str, *, retries: int = 3) -> Redis:
+    """A pooled client that reconnects by itself and fails fast enough for a 3 s ack."""
+    return Redis.from_url(
+        url,
+        decode_responses=True,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=5,
+        socket_connect_timeout=1.0,
+        socket_timeout=5.0,
+        socket_keepalive=True,
+    )

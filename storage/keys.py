@@ -1,0 +1,68 @@
+"""Every Redis key name and TTL Storyloop uses, in one place.
+
+Per-workspace data lives under ``sl:t:{team}:…`` so one workspace's keys can never name
+another's session. Queue keys are global: a job carries its team.
+"""
+
+from __future__ import annotations
+
+JOBS_STREAM = "sl:q:jobs"
+JOBS_GROUP = "workers"
+DEDUPE_TTL_S = 24 * 3600  # Slack retries within minutes; a day is generous and bounded
+LLM_CACHE_TTL_S = 24 * 3600
+STAGE_QUEUE_PREFIX = "sl:q:stage:"
+
+
+def _t(team_id: str) -> str:
+    return f"sl:t:{team_id}"
+
+
+def session(team_id: str, session_id: str) -> str:
+    return f"{_t(team_id)}:s:{session_id}"
+
+
+def history(team_id: str, session_id: str) -> str:
+    return f"{session(team_id, session_id)}:hist"
+
+
+def versions(team_id: str, session_id: str) -> str:
+    return f"{session(team_id, session_id)}:ver"
+
+
+def messages(team_id: str, session_id: str) -> str:
+    """Hash: delivery slot → ts of the Slack message posted for it (placeholder ledger)."""
+    return f"{session(team_id, session_id)}:msgs"
+
+
+def lock(team_id: str, session_id: str) -> str:
+    return f"{session(team_id, session_id)}:lock"
+
+
+def fence(team_id: str, session_id: str) -> str:
+    return f"{session(team_id, session_id)}:fence"
+
+
+def thread(team_id: str, channel_id: str, thread_ts: str) -> str:
+    return f"{_t(team_id)}:thread:{channel_id}:{thread_ts}"
+
+
+def thread_prefix(team_id: str) -> str:
+    """Prefix the feedback intake script completes with a session id (``…:s:{sid}:hist``)."""
+    return f"{_t(team_id)}:s:"
+
+
+def dedupe(team_id: str, identity: str) -> str:
+    return f"{_t(team_id)}:seen:{identity}"
+
+
+def llm_result(job_id: str, step: str) -> str:
+    return f"sl:llm:{job_id}:{step}"
+
+
+def stage_queue(stage: str) -> str:
+    return f"{STAGE_QUEUE_PREFIX}{stage}"
+
+
+def done(job_id: str) -> str:
+    """Set in the same commit that finishes a job: what is left to deliver if we crash after."""
+    return f"sl:done:{job_id}"

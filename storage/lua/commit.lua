@@ -1,0 +1,36 @@
+-- Compare-and-set commit of a session plus the writes that belong with it.
+-- KEYS[1] session hash, KEYS[2] session lock, KEYS[3..] keys named by the ops
+-- ARGV[1] expected rev, ARGV[2] fence token ('' = none held), ARGV[3] new session JSON,
+-- ARGV[4] ttl (s), ARGV[5] number of ops, then per op: name, key index, arg1, arg2
+--   HSET k field value | RPUSH k value - | SET k value - | XADD k job-id payload
+-- Returns 1 committed, 0 revision conflict, -1 fence lost (another worker holds the session).
+if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[2] then
+  return -1
+end
+local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')
+if rev ~= tonumber(ARGV[1]) then
+  return 0
+end
+local ttl = tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], 'rev', rev + 1, 'data', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ttl)
+local n = tonumber(ARGV[5])
+local i = 6
+for _ = 1, n do
+  local op, key, a, b = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
+  if op == 'HSET' then
+    redis.call('HSET', key, a, b)
+    redis.call('EXPIRE', key, ttl)
+  elseif op == 'RPUSH' then
+    redis.call('RPUSH', key, a)
+    redis.call('EXPIRE', key, ttl)
+  elseif op == 'SET' then
+    redis.call('SET', key, a, 'EX', ttl)
+  elseif op == 'XADD' then
+    redis.call('XADD', key, '*', 'id', a, 'job', b)
+  else
+    return redis.error_reply('unknown op ' .. op)
+  end
+  i = i + 4
+end
+return 1

@@ -1,0 +1,18 @@
+-- Durable intake of a thread reply: only for threads we own; record the turn and enqueue.
+-- KEYS[1] thread index key, KEYS[2] dedupe key, KEYS[3] jobs stream
+-- ARGV[1] job id, ARGV[2] job payload (JSON, session id filled in by the worker from 'sid'),
+-- ARGV[3] turn (JSON), ARGV[4] dedupe ttl (s), ARGV[5] session key prefix ("sl:t:T:s:"),
+-- ARGV[6] session ttl (s)
+-- Returns {1, sid} enqueued, {0, ''} not a session thread, {-1, sid} duplicate delivery.
+local sid = redis.call('GET', KEYS[1])
+if not sid then
+  return {0, ''}
+end
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[4]) then
+  return {-1, sid}
+end
+local hist = ARGV[5] .. sid .. ':hist'
+redis.call('RPUSH', hist, ARGV[3])
+redis.call('EXPIRE', hist, ARGV[6])
+redis.call('XADD', KEYS[3], '*', 'id', ARGV[1], 'job', ARGV[2], 'sid', sid)
+return {1, sid}

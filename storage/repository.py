@@ -1,0 +1,172 @@
+"""The narrow async repository over Redis: sessions, history, versions, leases, delivery ledger.
+
+Serialisation lives here (pydantic JSON, never pickle). Every session write is a compare-and-set
+on the session's ``rev`` and, when a worker holds the session, on its fence token — so a stale
+worker can never overwrite what a newer one committed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bot.pipeline.models import Session, StoryVersion, Turn
+from storage import keys
+from storage.scripts import Scripts
+
+
+class CommitConflict(Exception):
+    """The session changed underneath us (rev mismatch) or our lease was taken over."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Writes:
+    """Extra writes committed atomically with a session (see ``commit.lua``)."""
+
+    keys: list[str] = field(default_factory=list)
+    ops: list[str] = field(default_factory=list)
+
+    def _add(self, op: str, key: str, a: str, b: str) -> None:
+        self.keys.append(key)
+        self.ops += [op, str(len(self.keys) + 2), a, b]  # +2: KEYS[1], KEYS[2] are fixed
+
+    def add_version(self, session: Session, version: StoryVersion) -> Writes:
+        key = keys.versions(session.team_id, session.id)
+        self._add("HSET", key, str(version.number), version.model_dump_json())
+        return self
+
+    def add_turn(self, session: Session, turn: Turn) -> Writes:
+        self._add("RPUSH", keys.history(session.team_id, session.id), turn.model_dump_json(), "-")
+        return self
+
+    def index_thread(self, session: Session, thread_ts: str) -> Writes:
+        key = keys.thread(session.team_id, session.channel_id, thread_ts)
+        self._add("SET", key, session.id, "-")
+        return self
+
+    def mark_done(self, job_id: str, marker: dict[str, Any]) -> Writes:
+        self._add("SET", keys.done(job_id), json.dumps(marker), "-")
+        return self
+
+    def enqueue_stage(self, stage: str, job_id: str, payload: dict[str, Any]) -> Writes:
+        self._add("XADD", keys.stage_queue(stage), job_id, json.dumps(payload))
+        return self
+
+
+class Repository:
+    def __init__(self, redis: Redis, *, session_ttl_s: int) -> None:
+        self.redis = redis
+        self.scripts = Scripts(redis)
+        self.session_ttl_s = session_ttl_s
+
+    # --- sessions -------------------------------------------------------------------------
+    async def get(self, team_id: str, session_id: str) -> Session | None:
+        raw = await self.redis.hget(keys.session(team_id, session_id), "data")
+        return Session.model_validate_json(raw) if raw else None
+
+    async def commit(
+        self,
+        old: Session | None,
+        new: Session,
+        *,
+        fence: int | None,
+        writes: Writes | None = None,
+    ) -> Session:
+        """Write ``new`` if the stored rev is still ``old.rev``; returns the committed session."""
+        expected = old.rev if old is not None else 0
+        committed = new.model_copy(update={"rev": expected + 1})
+        writes = writes or Writes()
+        result = await self.scripts.run(
+            "commit",
+            [
+                keys.session(new.team_id, new.id),
+                keys.lock(new.team_id, new.id),
+                *writes.keys,
+            ],
+            [
+                expected,
+                "" if fence is None else str(fence),
+                committed.model_dump_json(),
+                self.session_ttl_s,
+                len(writes.keys),
+                *writes.ops,
+            ],
+        )
+        if result == -1:
+            raise CommitConflict("lease lost")
+        if result == 0:
+            raise CommitConflict("revision changed")
+        return committed
+
+    async def history(self, session: Session) -> list[Turn]:
+        raw = await self.redis.lrange(keys.history(session.team_id, session.id), 0, -1)
+        return [Turn.model_validate_json(item) for item in raw]
+
+    async def version(self, session: Session, number: int) -> StoryVersion | None:
+        key = keys.versions(session.team_id, session.id)
+        raw = await self.redis.hget(key, str(number))
+        return StoryVersion.model_validate_json(raw) if raw else None
+
+    async def all_versions(self, session: Session) -> list[StoryVersion]:
+        raw = await self.redis.hgetall(keys.versions(session.team_id, session.id))
+        found = [StoryVersion.model_validate_json(v) for v in raw.values()]
+        return sorted(found, key=lambda v: v.number)
+
+    async def session_for_thread(self, team_id: str, channel_id: str, thread_ts: str) -> str | None:
+        sid = await self.redis.get(keys.thread(team_id, channel_id, thread_ts))
+        return str(sid) if sid else None
+
+    # --- leases ---------------------------------------------------------------------------
+    async def acquire(self, team_id: str, session_id: str, lease_ms: int) -> int:
+        """The new fence token, or 0 if another worker holds the session."""
+        token = await self.scripts.run(
+            "acquire",
+            [keys.lock(team_id, session_id), keys.fence(team_id, session_id)],
+            [lease_ms],
+        )
+        return int(token)
+
+    async def renew(self, team_id: str, session_id: str, token: int, lease_ms: int) -> bool:
+        ok = await self.scripts.run("renew", [keys.lock(team_id, session_id)], [token, lease_ms])
+        return bool(ok)
+
+    async def release(self, team_id: str, session_id: str, token: int) -> None:
+        await self.scripts.run("release", [keys.lock(team_id, session_id)], [token])
+
+    # --- delivery ledger (placeholder-then-update) ---------------------------------------
+    async def message_ts(self, session: Session, slot: str) -> str | None:
+        raw = await self.redis.hget(keys.messages(session.team_id, session.id), slot)
+        return str(raw) if raw else None
+
+    async def record_message(self, session: Session, slot: str, ts: str) -> str:
+        """Record the ts for a slot; if one was recorded first, that one wins and is returned."""
+        key = keys.messages(session.team_id, session.id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hsetnx(key, slot, ts)
+        pipe.hget(key, slot)
+        pipe.expire(key, self.session_ttl_s)
+        _, stored, _ = await pipe.execute()
+        return str(stored)
+
+    # --- finished jobs ----------------------------------------------------------------------
+    async def done(self, job_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(keys.done(job_id))
+        return dict(json.loads(raw)) if raw else None
+
+    async def mark_done(self, job_id: str, marker: dict[str, Any]) -> None:
+        await self.redis.set(keys.done(job_id), json.dumps(marker), ex=self.session_ttl_s)
+
+    # --- LLM results cached per job, so a crash after the LLM answered doesn't bill twice ----
+    async def cached_llm(self, job_id: str, step: str) -> str | None:
+        raw = await self.redis.get(keys.llm_result(job_id, step))
+        return str(raw) if raw else None
+
+    async def cache_llm(self, job_id: str, step: str, value: str) -> None:
+        await self.redis.set(keys.llm_result(job_id, step), value, ex=keys.LLM_CACHE_TTL_S, nx=True)

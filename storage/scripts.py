@@ -1,0 +1,30 @@
+"""The Lua scripts, loaded from ``storage/lua`` once and run by SHA (EVALSHA, EVAL fallback)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+_LUA = Path(__file__).with_name("lua")
+NAMES = ("intake", "intake_feedback", "commit", "acquire", "renew", "release")
+
+
+@cache
+def source(name: str) -> str:
+    return (_LUA / f"{name}.lua").read_text(encoding="utf-8")
+
+
+class Scripts:
+    """Registered scripts for one client; redis-py re-loads them after a Redis restart."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(source(name)) for name in NAMES
+        }
+
+    async def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return await self._scripts[name](keys=keys, args=args)
