@@ -87,6 +87,7 @@ def build_runtime(settings: Settings, redis_url: str) -> Runtime:
         model=settings.model,
         timeout_s=settings.llm_timeout_s,
         attempts=settings.llm_attempts,
+        backoff_s=settings.llm_backoff_s,
     )
     ctx = FlowContext(
         settings=settings,

@@ -10,16 +10,17 @@ from __future__ import annotations
 import json
 import logging
 
-from bot.jobs import messages as say
 from bot.jobs.context import FlowContext
 from bot.jobs.delivery import deliver
 from bot.jobs.generation import fail, generate
 from bot.jobs.model import Job
 from bot.llm.client import LLMError
 from bot.pipeline import prompts
+from bot.pipeline import review as say
 from bot.pipeline.drafts import FeedbackAnswer
 from bot.pipeline.intent import wants_regenerate
 from bot.pipeline.models import Session, Stage, Status, Turn, TurnRole, Usage
+from bot.pipeline.stages import next_stage
 from bot.pipeline.triggers import Approve, Feedback, Regenerate, Retry, StartSession
 from bot.slack import blocks
 from bot.slack.gateway import NotPostable
@@ -234,18 +235,19 @@ class Flows:
             await self.refuse(job, t, refusal)
             return
         steps = ["story", "card", "approved"]
-        next_job = f"stage:{s.team_id}:{s.id}:{Stage.REFERENCE_IMAGE}"
+        upcoming = next_stage(s.stage)
+        next_job = f"stage:{s.team_id}:{s.id}:{upcoming}"
         s = await ctx.commit(
             job,
             s,
-            stage=Stage.REFERENCE_IMAGE,
+            stage=upcoming,
             status=Status.QUEUED,
             approved_by=t.user_id,
             approved_version=s.version,
             active_job=None,
             writes=Writes()
             .enqueue_stage(
-                Stage.REFERENCE_IMAGE,
+                upcoming,
                 next_job,
                 {"team_id": s.team_id, "session_id": s.id, "version": s.version},
             )

@@ -131,23 +131,26 @@ class LLMClient:
         }
 
     async def _with_retries(self, call: Callable[[], Awaitable[ModelT]]) -> ModelT:
-        for attempt in range(1, self.attempts + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 return await call()
             except openai.BadRequestError as exc:
                 if self._json_schema_ok and "response_format" in str(exc):
+                    # Not a failed attempt: the server lacks JSON-schema support. Ask again.
                     log.info("LLM endpoint rejects json_schema; using json_object from now on")
                     self._json_schema_ok = False
+                    attempt -= 1
                     continue
                 raise _classify(exc) from None
             except Exception as exc:
                 error = _classify(exc)
                 log.warning("LLM attempt %d/%d failed: %s", attempt, self.attempts, error)
-                if not error.retryable or attempt == self.attempts:
+                if not error.retryable or attempt >= self.attempts:
                     raise error from None
                 delay = _retry_after(exc) or self.backoff_s * 2 ** (attempt - 1)
                 await asyncio.sleep(min(delay, 30.0))
-        raise LLMError("The story writer had a problem answering.", retryable=True)
 
     async def write_story(
         self, messages: Sequence[ChatMessage], on_progress: Progress | None = None

@@ -230,15 +230,24 @@ class SlackEmulator:
         self.add_channel("C0PRIVNO", name="private-no", is_private=True, bot_is_member=False)
 
         # Behaviour knobs.
+        #: None = Socket Mode if a socket is (or was) connected, else HTTP if events_url is set.
         self.mode: Mode | None = None
+        #: The app's HTTP endpoint for signed deliveries (HTTP mode).
         self.events_url: str | None = None
+        #: Real Slack sends the bot its own posts/edits as message events (Bolt drops them).
         self.echo_bot_events = True
+        #: Real apps subscribed to app_mention get it alongside the message event.
         self.deliver_app_mentions = True
+        #: Redeliver failed events_api deliveries (retry_attempt 1..3) after retry_delays.
         self.redeliver_unacked = False
-        self.retry_delays: tuple[float, ...] = (1.0, 60.0, 300.0)
+        self.retry_delays: tuple[float, ...] = (1.0, 60.0, 300.0)  # Slack: ~now, 1 min, 5 min
+        #: Slack's 3-second rule for acks / HTTP responses.
         self.ack_timeout = 3.0
+        #: trigger_id lifetime for views.open (Slack: ~3 s).
         self.trigger_ttl = 3.0
+        #: How long a Socket Mode delivery waits for a connection during a reconnect gap.
         self.socket_wait = 5.0
+        #: If set, chat.postMessage/update beyond N per channel per second get a 429.
         self.post_rate_limit: int | None = None
 
         # Records for assertions.
@@ -641,7 +650,7 @@ class SlackEmulator:
             validate_blocks(blocks)
         except BlockError as exc:
             raise _ApiError(exc.error, response_metadata={"messages": [exc.detail]}) from exc
-        return blocks
+        return list(blocks) if blocks else None
 
     @staticmethod
     def _metadata(params: JSON) -> JSON | None:
@@ -897,7 +906,10 @@ class SlackEmulator:
         try:
             validate_view(view)
         except BlockError as exc:
-            raise _ApiError(exc.error, response_metadata={"messages": [exc.detail]}) from exc
+            # Views report every rule violation as invalid_arguments (views.open docs example).
+            raise _ApiError(
+                "invalid_arguments", response_metadata={"messages": [exc.detail]}
+            ) from exc
         return dict(view)
 
     def _stored_view(self, view: JSON, view_id: str, root_id: str | None) -> JSON:
@@ -1053,28 +1065,30 @@ class SlackEmulator:
             elif eph is not None:
                 eph.deleted = True
             return
-        if _flag(body, "replace_original"):
-            if origin is not None and not origin.deleted:
-                self._replace(origin, text, blocks)
-                return
-            if eph is not None:
-                eph.replaced = True
-        if body.get("response_type") == "in_channel":
+        replacing = _flag(body, "replace_original")
+        if replacing and origin is not None and not origin.deleted:
+            self._replace(origin, text, blocks)
+            return
+        replacing = replacing and eph is not None and not eph.deleted
+        if body.get("response_type") == "in_channel" and not replacing:
             self._store_bot_message(
                 ctx.channel, text, blocks, thread_ts=_str(body, "thread_ts"), source="response_url"
             )
             return
-        self.workspace.ephemerals.append(
-            Ephemeral(
-                ctx.channel,
-                ctx.user,
-                text,
-                blocks,
-                _str(body, "thread_ts") or ctx.origin_thread_ts,
-                eph.message_ts if eph and eph.replaced else self.workspace.clock.next(),
-                source="response_url",
-            )
+        new = Ephemeral(
+            ctx.channel,
+            ctx.user,
+            text,
+            blocks,
+            _str(body, "thread_ts") or ctx.origin_thread_ts,
+            eph.message_ts if replacing and eph else self.workspace.clock.next(),
+            source="response_url",
         )
+        self.workspace.ephemerals.append(new)
+        if replacing and eph is not None:
+            # The user now sees the new version in place of the old; later replaces hit it.
+            eph.replaced = True
+            ctx.origin_ephemeral = new
 
     def _replace(self, msg: StoredMessage, text: str, blocks: list[JSON] | None) -> None:
         previous = payloads.message_body(msg, team_id=self.team_id, bot_name=self.bot_name)
@@ -1146,6 +1160,8 @@ class SlackEmulator:
             async for msg in ws:
                 if msg.type == aiohttp.WSMsgType.TEXT:
                     self._on_socket_frame(msg.data)
+        except ConnectionResetError:
+            pass  # drop_socket() aborted the transport (or the client vanished): just forget it
         finally:
             if sock in self._sockets:
                 self._sockets.remove(sock)
@@ -1217,8 +1233,11 @@ class SlackEmulator:
     # =========================================================================================
 
     def _transport(self) -> Mode | None:
-        if self.mode is not None:
-            return self.mode
+        """Where deliveries go now (``None``: nowhere), per ``mode`` or auto-detection."""
+        if self.mode == "http":
+            return "http" if self.events_url else None
+        if self.mode == "socket":
+            return "socket"
         if self._sockets:
             return "socket"
         if self.events_url:
@@ -1293,6 +1312,7 @@ class SlackEmulator:
         start = time.monotonic()
         if sock is None:
             return AckResult(ok=False, seconds=0.0, error="no_socket", **meta)
+        meta["socket_id"] = sock.id
         future: asyncio.Future[tuple[JSON, float]] = asyncio.get_running_loop().create_future()
         self._pending_acks[envelope_id] = future
         try:

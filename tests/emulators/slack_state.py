@@ -209,7 +209,8 @@ class AckResult(dict[str, Any]):
     empty), so ``result["text"]`` reads like Slack would. Attributes carry what a test needs
     to judge the delivery: ``ok`` (acked in time / 2xx), ``seconds`` (latency), ``status``
     (HTTP status, ``None`` in Socket Mode or on timeout), ``transport``, ``kind``,
-    ``envelope_id``, ``retry_attempt`` and ``error`` (why it failed).
+    ``envelope_id``, ``socket_id`` (which WebSocket carried it), ``retry_attempt``, ``error``
+    (why it failed), ``raw`` and ``headers`` (HTTP only).
     """
 
     def __init__(
@@ -226,6 +227,7 @@ class AckResult(dict[str, Any]):
         error: str | None = None,
         raw: str | None = None,
         headers: dict[str, str] | None = None,
+        socket_id: int | None = None,
     ) -> None:
         super().__init__(body or {})
         self.kind = kind
@@ -238,6 +240,7 @@ class AckResult(dict[str, Any]):
         self.error = error
         self.raw = raw
         self.headers = headers or {}
+        self.socket_id = socket_id
 
     def __repr__(self) -> str:
         return (

@@ -1,4 +1,18 @@
-"""Plain-words texts for refusals and problems. Mentions here are ours; no user text is embedded."""
+"""The review loop's rules: who may do what, in which state — and the plain words for "no".
+
+Pure functions of the session. Each ``cannot_*`` returns ``None`` when the action is allowed,
+or the polite refusal to show the clicker. Mentions here are ours; no user text is embedded.
+
+State table (story stage):
+
+    status            Approve            Regenerate          Retry           thread reply
+    generating        refuse (not yet)   refuse (not yet)    refuse (busy)   kept, answered after
+    awaiting_review   → next stage       → regenerating      refuse          answered (LLM)
+    regenerating      refuse (busy)      refuse (busy)       refuse (busy)   kept, answered after
+    failed (v ≥ 1)    → next stage       → regenerating      → regenerating  answered (LLM)
+    failed (v = 0)    refuse (not yet)   refuse (not yet)    → generating    answered (LLM)
+    after approval    refuse (done)      refuse (done)       refuse          notice: approved
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,191 @@
+"""Storage against a real redis-server: intake dedupe, CAS commits, fencing, leases, the queue."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.pipeline.models import Session, Status, Turn, TurnRole
+from bot.pipeline.triggers import Approve, Feedback, StartSession
+from storage import keys
+from storage.intake import Intake, Outcome
+from storage.queue import JobQueue
+from storage.repository import CommitConflict, Repository, Writes
+
+TTL = 3600
+
+
+def make_session(team: str = "T1", sid: str = "s1") -> Session:
+    return Session(
+        id=sid,
+        team_id=team,
+        channel_id="C1",
+        owner_id="U1",
+        prompt="p",
+        duration_s=30,
+        created_at=1.0,
+        updated_at=1.0,
+    )
+
+
+def start_trigger(team: str = "T1", sid: str = "s1") -> StartSession:
+    return StartSession(
+        team_id=team, channel_id="C1", user_id="U1", session_id=sid, prompt="p", duration_s=30
+    )
+
+
+@pytest.fixture
+def repo(redis: Redis) -> Repository:
+    return Repository(redis, session_ttl_s=TTL)
+
+
+@pytest.fixture
+def intake(repo: Repository) -> Intake:
+    return Intake(repo.scripts, session_ttl_s=TTL)
+
+
+async def test_intake_enqueues_once_per_trigger(redis: Redis, intake: Intake) -> None:
+    assert await intake.submit(start_trigger()) is Outcome.ENQUEUED
+    assert await intake.submit(start_trigger()) is Outcome.DUPLICATE
+    assert await redis.xlen(keys.JOBS_STREAM) == 1
+
+
+async def test_concurrent_identical_intake_enqueues_one(redis: Redis, intake: Intake) -> None:
+    click = Approve(
+        team_id="T1",
+        channel_id="C1",
+        user_id="U1",
+        session_id="s1",
+        version=1,
+        message_ts="1.1",
+        action_ts="9.9",
+    )
+    results = await asyncio.gather(*(intake.submit(click) for _ in range(20)))
+    assert results.count(Outcome.ENQUEUED) == 1
+    assert await redis.xlen(keys.JOBS_STREAM) == 1
+
+
+async def test_feedback_intake_only_for_session_threads(
+    redis: Redis, intake: Intake, repo: Repository
+) -> None:
+    fb = Feedback(
+        team_id="T1",
+        channel_id="C1",
+        user_id="U2",
+        session_id="",
+        thread_ts="100.1",
+        ts="100.2",
+        text="funnier",
+    )
+    turn = Turn(role=TurnRole.USER, ts="100.2", user_id="U2", text="funnier")
+    assert await intake.submit_feedback(fb, turn) is Outcome.NOT_OURS
+    s = await repo.commit(
+        None, make_session(), fence=None, writes=Writes().index_thread(make_session(), "100.1")
+    )
+    assert await intake.submit_feedback(fb, turn) is Outcome.ENQUEUED
+    assert await intake.submit_feedback(fb, turn) is Outcome.DUPLICATE
+    assert [t.text for t in await repo.history(s)] == ["funnier"]
+    queue = JobQueue(redis, "c1")
+    await queue.ensure_group()
+    job = await queue.read(block_ms=100)
+    assert job is not None and job.payload["session_id"] == "s1"
+
+
+async def test_other_workspace_cannot_reach_a_session(intake: Intake, repo: Repository) -> None:
+    s = make_session(team="T1")
+    await repo.commit(None, s, fence=None, writes=Writes().index_thread(s, "100.1"))
+    fb = Feedback(
+        team_id="T2",
+        channel_id="C1",
+        user_id="U2",
+        session_id="",
+        thread_ts="100.1",
+        ts="100.2",
+        text="hi",
+    )
+    turn = Turn(role=TurnRole.USER, ts="100.2", user_id="U2", text="hi")
+    assert await intake.submit_feedback(fb, turn) is Outcome.NOT_OURS
+    assert await repo.get("T2", "s1") is None
+    assert await repo.get("T1", "s1") is not None
+
+
+async def test_commit_is_compare_and_set(repo: Repository) -> None:
+    first = await repo.commit(None, make_session(), fence=None)
+    assert first.rev == 1
+    second = await repo.commit(
+        first, first.model_copy(update={"status": Status.GENERATING}), fence=None
+    )
+    assert second.rev == 2
+    with pytest.raises(CommitConflict, match="revision"):
+        await repo.commit(first, first.model_copy(update={"prompt": "stale"}), fence=None)
+    stored = await repo.get("T1", "s1")
+    assert stored is not None and stored.status is Status.GENERATING and stored.prompt == "p"
+
+
+async def test_fenced_commit_refused_after_lease_taken_over(repo: Repository) -> None:
+    s = await repo.commit(None, make_session(), fence=None)
+    old_token = await repo.acquire("T1", "s1", lease_ms=50)
+    assert old_token > 0
+    assert await repo.acquire("T1", "s1", lease_ms=50) == 0  # held
+    await asyncio.sleep(0.1)  # the holder stalls past its lease
+    new_token = await repo.acquire("T1", "s1", lease_ms=5000)
+    assert new_token > old_token
+    with pytest.raises(CommitConflict, match="lease"):
+        await repo.commit(s, s.model_copy(update={"prompt": "stale"}), fence=old_token)
+    assert not await repo.renew("T1", "s1", old_token, 5000)
+    committed = await repo.commit(s, s.model_copy(update={"prompt": "new"}), fence=new_token)
+    assert committed.prompt == "new"
+    await repo.release("T1", "s1", old_token)  # a stale release must not free the new lease
+    assert await repo.acquire("T1", "s1", lease_ms=50) == 0
+
+
+async def test_commit_writes_are_atomic_with_the_session(redis: Redis, repo: Repository) -> None:
+    s = make_session()
+    writes = Writes().index_thread(s, "5.5").mark_done("job1", {"deliver": ["story"]})
+    await repo.commit(None, s, fence=None, writes=writes)
+    assert await repo.session_for_thread("T1", "C1", "5.5") == "s1"
+    assert await repo.done("job1") == {"deliver": ["story"]}
+    # A conflicting commit writes nothing at all.
+    with pytest.raises(CommitConflict):
+        await repo.commit(None, s, fence=None, writes=Writes().mark_done("job2", {}))
+    assert await repo.done("job2") is None
+    assert await redis.ttl(keys.session("T1", "s1")) > 0
+
+
+async def test_message_ledger_first_record_wins(repo: Repository) -> None:
+    s = make_session()
+    assert await repo.record_message(s, "card", "1.1") == "1.1"
+    assert await repo.record_message(s, "card", "2.2") == "1.1"
+    assert await repo.message_ts(s, "card") == "1.1"
+
+
+async def test_queue_reclaims_jobs_of_a_dead_consumer(redis: Redis, intake: Intake) -> None:
+    await intake.submit(start_trigger())
+    dead, alive = JobQueue(redis, "dead"), JobQueue(redis, "alive")
+    await dead.ensure_group()
+    job = await dead.read(block_ms=100)
+    assert job is not None and job.deliveries == 1
+    assert await alive.reclaim(min_idle_ms=10_000) == []  # still fresh
+    await asyncio.sleep(0.15)
+    reclaimed = await alive.reclaim(min_idle_ms=100)
+    assert [j.job_id for j in reclaimed] == [job.job_id]
+    assert reclaimed[0].deliveries == 2
+    assert not await dead.touch(job.entry_id)  # the dead one can't renew what it lost
+    assert await alive.touch(job.entry_id)
+    await alive.ack(job.entry_id)
+    assert await redis.xlen(keys.JOBS_STREAM) == 0
+    assert await alive.reclaim(min_idle_ms=0) == []
+
+
+async def test_touch_keeps_a_running_job_from_being_reclaimed(redis: Redis, intake: Intake) -> None:
+    await intake.submit(start_trigger())
+    worker, other = JobQueue(redis, "w"), JobQueue(redis, "o")
+    await worker.ensure_group()
+    job = await worker.read(block_ms=100)
+    assert job is not None
+    for _ in range(3):
+        await asyncio.sleep(0.06)
+        assert await worker.touch(job.entry_id)
+    assert await other.reclaim(min_idle_ms=100) == []
