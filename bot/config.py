@@ -92,11 +92,18 @@ class Settings(BaseSettings):
             raise ValueError("must be an app-level token starting with xapp-")
         return value
 
-    @field_validator("slack_signing_secret", "openai_api_key")
+    @field_validator("slack_signing_secret")
     @classmethod
-    def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+    def _blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip():
             return None
+        return value
+
+    @field_validator("openai_api_key")
+    @classmethod
+    def _required(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be blank (any non-empty value for servers without keys)")
         return value
 
     def secrets(self) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.pipeline.models import Scene, Story
+from bot.pipeline.request import clean_text
 
 MAX_TITLE = 150
 MAX_LOGLINE = 400
@@ -59,7 +60,7 @@ SCHEMA_NAMES: dict[type[BaseModel], str] = {StoryDraft: "story", FeedbackAnswer:
 
 
 def _clip(text: str, limit: int) -> str:
-    text = text.strip()
+    text = clean_text(text)
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 

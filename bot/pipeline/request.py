@@ -89,16 +89,17 @@ def parse_command_text(text: str) -> StoryRequest | RequestError | None:
     text = clean_text(text)
     if not text:
         return None
-    first, _, rest = text.partition(" ")
-    unit, _, after_unit = rest.partition(" ")
-    if first.isdigit() and parse_duration(first + unit) is not None:
-        first, rest = first + unit, after_unit  # "30 s prompt"
-    duration = parse_duration(first)
-    if duration is not None:
-        if not rest.strip():
-            return RequestError(f"Add a prompt after the duration. {USAGE}")
-        return validate(rest, duration)
-    if _LOOKS_LIKE_DURATION.match(first) and rest.strip():
+    words = text.split(maxsplit=4)
+    # The longest run of leading words that reads as a duration: "90s", "30 s", "1m 30s".
+    for count in range(min(4, len(words)), 0, -1):
+        duration = parse_duration("".join(words[:count]))
+        if duration is not None:
+            rest = text.split(maxsplit=count)[count] if len(words) > count else ""
+            if not rest.strip():
+                return RequestError(f"Add a prompt after the duration. {USAGE}")
+            return validate(rest, duration)
+    first = words[0]
+    if _LOOKS_LIKE_DURATION.match(first) and len(words) > 1:
         return RequestError(
             f"I couldn't read the duration “{first[:20]}”. Use seconds or minutes like "
             f"`15s`, `30s`, `1m` or `90s`. {USAGE}"

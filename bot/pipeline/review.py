@@ -47,6 +47,8 @@ def cannot_approve(s: Session, user_id: str, version: int, *, policy: str) -> st
     if s.stage is not Stage.STORY:
         by = f" by <@{s.approved_by}>" if s.approved_by else ""
         return f"This story was already approved (v{s.approved_version}{by})."
+    if s.version == 0:
+        return "The story isn't ready for approval yet."
     if version != s.version:
         return (
             f"That button belongs to v{version}, but the story is now at v{s.version}. "
@@ -64,6 +66,8 @@ def cannot_regenerate(s: Session, version: int) -> str | None:
         return f"This story was already approved (v{s.approved_version}); it can't be regenerated."
     if s.status is Status.REGENERATING:
         return "I'm already rewriting the story — the new version will replace this one shortly."
+    if s.version == 0:
+        return "The story isn't ready yet — give it a moment, or use Retry if it failed."
     if version != s.version:
         return (
             f"That button belongs to v{version}, but the story is now at v{s.version}. "

@@ -142,13 +142,6 @@ def test_invalid_tunable_is_reported_by_its_variable_name() -> None:
     assert "PORT is invalid" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: config.py:95-100 (_not_blank) turns a blank OPENAI_API_KEY into None "
-    "instead of reporting it "
-    "missing; Settings loads with openai_api_key=None and app.py:86 later fails with "
-    "AttributeError",
-)
 def test_blank_openai_key_is_reported_as_missing() -> None:
     message = error(SLACK_BOT_TOKEN=BOT, OPENAI_API_KEY="   ", SLACK_APP_TOKEN=APP)
     assert "OPENAI_API_KEY" in message

@@ -133,11 +133,6 @@ def test_blank_title_becomes_untitled(title: str) -> None:
     assert to_story(draft(title=title), 30).title == "Untitled story"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor): drafts.py:94 only str.strip()s the title, so a title of zero-width "
-    "characters ('\\u200b') survives as an invisible title instead of 'Untitled story'",
-)
 def test_invisible_title_becomes_untitled() -> None:
     assert to_story(draft(title="\u200b\u200b"), 30).title == "Untitled story"
 

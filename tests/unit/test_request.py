@@ -103,21 +103,11 @@ def test_no_text_means_open_the_modal(text: str) -> None:
     assert parse_command_text(text) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: request.py:94 joins only a bare number with its unit; '1m 30s x' is read as "
-    "60 s with prompt '30s x'",
-)
 def test_minutes_and_seconds_separated_by_a_space_add_up() -> None:
     request = parsed("1m 30s eco bottle")
     assert (request.duration_s, request.prompt) == (90, "eco bottle")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: request.py:92-93 split on ' ' only; '60s\\nfoo' loses the duration (30 s) and "
-    "keeps '60s' in the prompt",
-)
 def test_duration_followed_by_a_newline_is_still_the_duration() -> None:
     request = parsed("60s\nfoo bar")
     assert (request.duration_s, request.prompt) == (60, "foo bar")

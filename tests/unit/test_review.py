@@ -116,11 +116,6 @@ def test_failed_with_a_version_allows_approve_and_regenerate() -> None:
     assert regenerate(s) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: review.py:57 (cannot_approve) and :72 (cannot_regenerate) accept FAILED at "
-    "version 0; the state table says 'failed (v = 0): refuse (not yet)'",
-)
 @pytest.mark.parametrize("action", ["approve", "regenerate"])
 def test_failed_before_any_version_refuses_approve_and_regenerate(action: str) -> None:
     s = make_session(status=Status.FAILED, version=0, failed_op="generate", failure="timeout")
