@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from bot import logs
@@ -15,13 +16,18 @@ from bot.runtime import StartupError, serve
 
 def _settings() -> Settings:
     try:
-        return load_settings()
+        settings = load_settings()
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         print(
             "\nSet these in the environment or in a .env file (see .env.example).", file=sys.stderr
         )
         raise SystemExit(2) from None
+    # Settings own the configuration now. Bolt reads SLACK_* variables by itself (and would
+    # switch on its OAuth flow if SLACK_CLIENT_ID/SECRET were set): take them out of its reach.
+    for name in [n for n in os.environ if n.startswith("SLACK_")]:
+        del os.environ[name]
+    return settings
 
 
 def run() -> int:

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     approval: Literal["owner", "anyone"] = Field(
         default="owner", validation_alias="STORYLOOP_APPROVAL"
     )
+    socket_connect_timeout_s: float = Field(
+        default=20.0, gt=0, validation_alias="STORYLOOP_SOCKET_CONNECT_TIMEOUT"
+    )
     crash_point: str | None = Field(default=None, validation_alias="STORYLOOP_CRASH_POINT")
 
     @property

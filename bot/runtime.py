@@ -13,13 +13,13 @@ import logging
 import signal
 
 from aiohttp import web
+from redis.exceptions import RedisError
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot.app import Runtime, build_runtime
 from bot.config import Settings
 
 log = logging.getLogger(__name__)
-SOCKET_CONNECT_TIMEOUT_S = 20.0
 
 
 class StartupError(Exception):
@@ -40,19 +40,20 @@ async def start_socket_mode(rt: Runtime) -> AsyncSocketModeHandler:
     handler = AsyncSocketModeHandler(
         rt.app, app_token=rt.settings.slack_app_token.get_secret_value(), web_client=rt.client
     )
+    timeout = rt.settings.socket_connect_timeout_s
     try:
         # connect_async() retries forever on a bad app token: bound it and say why.
         await asyncio.wait_for(
             handler.connect_async(),  # type: ignore[no-untyped-call]
-            timeout=SOCKET_CONNECT_TIMEOUT_S,
+            timeout=timeout,
         )
     except TimeoutError:
         with contextlib.suppress(Exception):
             await handler.close_async()  # type: ignore[no-untyped-call]
         raise StartupError(
-            "Could not open a Socket Mode connection within "
-            f"{SOCKET_CONNECT_TIMEOUT_S:.0f} s. Check SLACK_APP_TOKEN (an xapp- token with "
-            "connections:write, from the app's Basic Information page) and that Socket Mode is "
+            f"Could not open a Socket Mode connection within {timeout:.0f} s. "
+            "Check SLACK_APP_TOKEN (an xapp- token with connections:write, from the app's "
+            "Basic Information page) and that Socket Mode is "
             "enabled for the app."
         ) from None
     return handler
@@ -69,7 +70,7 @@ async def serve(settings: Settings, redis_url: str) -> None:
     rt = build_runtime(settings, redis_url)
     try:
         await rt.redis.ping()
-    except Exception as exc:
+    except (RedisError, OSError) as exc:
         await rt.close()
         where = redis_url.rsplit("@", maxsplit=1)[-1]  # never print a password in the URL
         raise StartupError(f"Redis at {where} is not reachable.") from exc

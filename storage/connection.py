@@ -15,6 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 def connect(url: str, *, retries: int = 3) -> Redis:
     """A pooled client that reconnects by itself and fails fast enough for a 3 s ack."""
+    tcp = {} if url.startswith("unix://") else {"socket_keepalive": True}
     return Redis.from_url(
         url,
         decode_responses=True,
@@ -23,5 +24,5 @@ def connect(url: str, *, retries: int = 3) -> Redis:
         health_check_interval=5,
         socket_connect_timeout=1.0,
         socket_timeout=5.0,
-        socket_keepalive=True,
+        **tcp,
     )
