@@ -89,12 +89,9 @@ def build_runtime(settings: Settings, redis_url: str) -> Runtime:
         attempts=settings.llm_attempts,
         backoff_s=settings.llm_backoff_s,
     )
+    crash = CrashPoints(settings.crash_point)
     ctx = FlowContext(
-        settings=settings,
-        repo=repo,
-        gateway=SlackGateway(client, repo),
-        llm=llm,
-        crash=CrashPoints(settings.crash_point),
+        settings=settings, repo=repo, gateway=SlackGateway(client, repo), llm=llm, crash=crash
     )
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     worker = Worker(
@@ -104,5 +101,7 @@ def build_runtime(settings: Settings, redis_url: str) -> Runtime:
         lease_s=settings.lease_s,
         max_deliveries=settings.max_deliveries,
     )
-    app = build_app(settings, HandlerServices(settings=settings, intake=intake), client)
+    app = build_app(
+        settings, HandlerServices(settings=settings, intake=intake, crash=crash), client
+    )
     return Runtime(settings, redis, app, worker, llm, client)

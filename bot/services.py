@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.config import Settings
+from bot.jobs.crashpoints import CrashPoints
 from storage.intake import Intake
 
 
@@ -12,3 +13,4 @@ from storage.intake import Intake
 class HandlerServices:
     settings: Settings
     intake: Intake
+    crash: CrashPoints

@@ -68,6 +68,7 @@ def register(app: AsyncApp, services: HandlerServices) -> None:
             except Exception:
                 log.exception("intake failed for a button click")
                 failed = True
+            services.crash.reach("after_intake")
         await ack()
         if click is None or failed:
             try:

@@ -68,6 +68,7 @@ def register(app: AsyncApp, services: HandlerServices) -> None:
             log.exception("intake failed for /story")
             await ack(response_type="ephemeral", text=replies.UNAVAILABLE)
             return
+        services.crash.reach("after_intake")
         await ack()
 
     app.command("/story")(handle_story_command)

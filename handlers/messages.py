@@ -65,5 +65,6 @@ def register(app: AsyncApp, services: HandlerServices) -> None:
             return
         # Raising here makes Bolt answer 500 (HTTP) / skip the ack (Socket Mode): Slack retries.
         await services.intake.submit_feedback(*parsed)
+        services.crash.reach("after_intake")
 
     app.event("message")(handle_message)

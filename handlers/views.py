@@ -61,6 +61,7 @@ def register(app: AsyncApp, services: HandlerServices) -> None:
                 response_action="errors", errors={ids.PROMPT_BLOCK: replies.UNAVAILABLE[:150]}
             )
             return
+        services.crash.reach("after_intake")
         await ack()
 
     app.view(ids.START_MODAL_CALLBACK)(handle_start_modal)

@@ -133,6 +133,10 @@ class Repository:
         )
         return int(token)
 
+    async def holds(self, team_id: str, session_id: str, token: int) -> bool:
+        """Is the lease still ours? Checked before edits a stale worker must not make."""
+        return await self.redis.get(keys.lock(team_id, session_id)) == str(token)
+
     async def renew(self, team_id: str, session_id: str, token: int, lease_ms: int) -> bool:
         ok = await self.scripts.run("renew", [keys.lock(team_id, session_id)], [token, lease_ms])
         return bool(ok)

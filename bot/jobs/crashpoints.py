@@ -9,6 +9,7 @@ import os
 import signal
 
 POINTS = (
+    "after_intake",  # a trigger is recorded durably; Slack has not been acked yet
     "after_claim",  # a worker took a job and holds the lease
     "after_placeholder_post",  # a placeholder is posted in Slack, its ts not yet recorded
     "after_llm",  # the LLM answered, nothing committed yet

@@ -28,8 +28,9 @@ _TITLE = re.compile(r'"title"\s*:\s*"((?:[^"\\]|\\.)*)"')
 class ProgressReporter:
     """Edits the placeholder with a live status, at most once per interval (Slack rate limits)."""
 
-    def __init__(self, ctx: FlowContext, session: Session, *, regenerating: bool) -> None:
+    def __init__(self, ctx: FlowContext, job: Job, session: Session, *, regenerating: bool) -> None:
         self.ctx = ctx
+        self.job = job
         self.session = session
         self.regenerating = regenerating
         self.started = ctx.clock()
@@ -53,6 +54,8 @@ class ProgressReporter:
             chars=len(text),
             elapsed_s=now - self.started,
         )
+        if not await self.ctx.repo.holds(self.session.team_id, self.session.id, self.job.fence):
+            return  # paused past our lease: another worker owns this message now
         try:
             await self.ctx.gateway.update(self.session, self.session.story_message_ts, msg)
             self.updates += 1
@@ -90,7 +93,7 @@ async def generate(ctx: FlowContext, job: Job, session: Session, *, regenerating
         )
         try:
             draft, usage = await ctx.llm.write_story(
-                messages, ProgressReporter(ctx, s, regenerating=regenerating)
+                messages, ProgressReporter(ctx, job, s, regenerating=regenerating)
             )
         except LLMError as exc:
             log.warning("story generation failed for %s: %s", s.id, exc)

@@ -110,7 +110,7 @@ class Worker:
             await self.queue.ack(queued.entry_id)
             return
         team, sid = trigger.team_id, trigger.session_id
-        lease = _Lease()
+        lease = _Lease(asyncio.current_task())
         heartbeat = asyncio.create_task(self._heartbeat(queued.entry_id, team, sid, lease))
         fence = 0
         try:
@@ -130,6 +130,13 @@ class Worker:
                 await self.flows.run(job)
             await self.queue.ack(queued.entry_id)
             self.processed += 1
+        except asyncio.CancelledError:
+            if not lease.lost:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            log.warning("job %s stopped: its lease was taken over while it ran", queued.job_id)
         except CommitConflict as exc:
             log.warning(
                 "job %s lost its session (%s); leaving it to its new owner",
@@ -174,13 +181,23 @@ class Worker:
                     log.warning("job entry %s was taken over by another worker", entry_id)
                     return
                 if lease.fence and not await self.repo.renew(team, sid, lease.fence, self.lease_ms):
-                    log.warning("lease on session %s was lost", sid)
+                    log.warning("lease on session %s was lost; stopping the job", sid)
+                    lease.lose()
                     return
             except Exception:
                 log.warning("heartbeat failed; will retry", exc_info=True)
 
 
 class _Lease:
-    """The fence token of the session lease, once taken (0 while waiting for it)."""
+    """The session lease of one running job: its fence token (0 while waiting for it)."""
 
-    fence: int = 0
+    def __init__(self, owner: asyncio.Task[Any] | None) -> None:
+        self.fence = 0
+        self.lost = False
+        self._owner = owner
+
+    def lose(self) -> None:
+        """Another worker holds the session now: stop this job before it edits anything."""
+        self.lost = True
+        if self._owner is not None:
+            self._owner.cancel()

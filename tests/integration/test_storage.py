@@ -149,7 +149,12 @@ async def test_commit_writes_are_atomic_with_the_session(redis: Redis, repo: Rep
     assert await repo.done("job1") == {"deliver": ["story"]}
     # A conflicting commit writes nothing at all.
     with pytest.raises(CommitConflict):
-        await repo.commit(None, s, fence=None, writes=Writes().mark_done("job2", {}))
+        await repo.commit(
+            None,
+            s.model_copy(update={"prompt": "other"}),
+            fence=None,
+            writes=Writes().mark_done("job2", {}),
+        )
     assert await repo.done("job2") is None
     assert await redis.ttl(keys.session("T1", "s1")) > 0
 
@@ -189,3 +194,15 @@ async def test_touch_keeps_a_running_job_from_being_reclaimed(redis: Redis, inta
         await asyncio.sleep(0.06)
         assert await worker.touch(job.entry_id)
     assert await other.reclaim(min_idle_ms=100) == []
+
+
+async def test_a_resent_commit_is_recognised_not_applied_twice(
+    redis: Redis, repo: Repository
+) -> None:
+    """redis-py re-sends a script after a connection error: the second run must be a no-op."""
+    s = make_session()
+    writes = Writes().add_turn(s, Turn(role=TurnRole.USER, ts="1.1", user_id="U1", text="hi"))
+    first = await repo.commit(None, s, fence=None, writes=writes)
+    again = await repo.commit(None, s, fence=None, writes=writes)  # the same call, re-sent
+    assert again.rev == first.rev == 1
+    assert len(await repo.history(first)) == 1
