@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -16,25 +17,44 @@ from handlers import replies
 log = logging.getLogger(__name__)
 
 
+FIELD_BLOCKS = {"prompt": ids.PROMPT_BLOCK, "duration": ids.DURATION_BLOCK, "tone": ids.TONE_BLOCK}
+_DURATION_VALUE = re.compile(r"[0-9]{1,4}")
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _value(values: dict[str, Any], block: str, action: str) -> dict[str, Any]:
-    found = values.get(block, {}).get(action, {})
-    return found if isinstance(found, dict) else {}
+    """One input's state, tolerating any shape a forged submission might have."""
+    return _dict(_dict(values.get(block)).get(action))
+
+
+def parse_modal(view: dict[str, Any]) -> tuple[str, int, str | None]:
+    """The modal's prompt, duration (s) and tone; missing or odd inputs fall back safely."""
+    values = _dict(_dict(view.get("state")).get("values"))
+    prompt = _value(values, ids.PROMPT_BLOCK, ids.PROMPT_ACTION).get("value")
+    option = _dict(_value(values, ids.DURATION_BLOCK, ids.DURATION_ACTION).get("selected_option"))
+    tone = _value(values, ids.TONE_BLOCK, ids.TONE_ACTION).get("value")
+    raw = option.get("value")
+    duration = (
+        int(raw)
+        if isinstance(raw, str) and _DURATION_VALUE.fullmatch(raw)
+        else ids.DEFAULT_DURATION_S
+    )
+    return (
+        prompt if isinstance(prompt, str) else "",
+        duration,
+        tone if isinstance(tone, str) and tone else None,
+    )
 
 
 def register(app: AsyncApp, services: HandlerServices) -> None:
     async def handle_start_modal(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         """Start a story session from the modal."""
-        values = (view.get("state") or {}).get("values") or {}
-        prompt = _value(values, ids.PROMPT_BLOCK, ids.PROMPT_ACTION).get("value") or ""
-        option = _value(values, ids.DURATION_BLOCK, ids.DURATION_ACTION).get("selected_option")
-        tone = _value(values, ids.TONE_BLOCK, ids.TONE_ACTION).get("value")
-        raw_duration = str(option.get("value")) if isinstance(option, dict) else ""
-        duration = int(raw_duration) if raw_duration.isdigit() else ids.DEFAULT_DURATION_S
-        parsed = validate(str(prompt), duration, str(tone) if tone else None)
+        parsed = validate(*parse_modal(view))
         if isinstance(parsed, RequestError):
-            block = ids.TONE_BLOCK if "tone" in parsed.message else ids.PROMPT_BLOCK
-            if "duration" in parsed.message:
-                block = ids.DURATION_BLOCK
+            block = FIELD_BLOCKS.get(parsed.field, ids.PROMPT_BLOCK)
             await ack(response_action="errors", errors={block: parsed.message[:150]})
             return
         channel_id = str(view.get("private_metadata") or "")

@@ -37,6 +37,7 @@ class StoryRequest:
 @dataclass(frozen=True)
 class RequestError:
     message: str
+    field: str = "prompt"  # which input it is about: "prompt" | "duration" | "tone"
 
 
 def parse_duration(token: str) -> int | None:
@@ -57,8 +58,12 @@ def clean_text(text: str) -> str:
     return "".join(kept).strip()
 
 
+_EMOJI_SHORTCODE = re.compile(r":[a-z0-9_+'-]+:", re.IGNORECASE)
+
+
 def _has_letters_or_digits(text: str) -> bool:
-    return any(ch.isalnum() for ch in text)
+    """Words, not only emoji — Slack sends emoji in command text as ``:shortcodes:``."""
+    return any(ch.isalnum() for ch in _EMOJI_SHORTCODE.sub(" ", text))
 
 
 def validate(prompt: str, duration_s: int, tone: str | None = None) -> StoryRequest | RequestError:
@@ -76,11 +81,12 @@ def validate(prompt: str, duration_s: int, tone: str | None = None) -> StoryRequ
     if not MIN_DURATION_S <= duration_s <= MAX_DURATION_S:
         return RequestError(
             f"The duration must be between {MIN_DURATION_S} s and {MAX_DURATION_S} s "
-            f"(3 min); you asked for {duration_s} s. {USAGE}"
+            f"(3 min); you asked for {duration_s} s. {USAGE}",
+            field="duration",
         )
     tone = clean_text(tone or "") or None
     if tone and len(tone) > MAX_TONE_CHARS:
-        return RequestError(f"Keep the tone under {MAX_TONE_CHARS} characters.")
+        return RequestError(f"Keep the tone under {MAX_TONE_CHARS} characters.", field="tone")
     return StoryRequest(prompt=prompt, duration_s=duration_s, tone=tone)
 
 
