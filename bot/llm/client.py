@@ -61,7 +61,7 @@ def parse_structured(model: type[ModelT], text: str) -> ModelT:
 def _classify(exc: Exception) -> LLMError:
     if isinstance(exc, LLMError):
         return exc
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError | TimeoutError):
         return LLMError(
             "The story writer took too long to answer.", retryable=True, detail="timeout"
         )
@@ -105,6 +105,7 @@ class LLMClient:
         timeout_s: float,
         attempts: int,
         backoff_s: float = 1.0,
+        call_limit_s: float | None = None,
     ) -> None:
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0
@@ -112,6 +113,8 @@ class LLMClient:
         self.model = model
         self.attempts = attempts
         self.backoff_s = backoff_s
+        # The SDK's timeout is per read: a slow but steady stream never trips it. Cap the call.
+        self.call_limit_s = call_limit_s or timeout_s * 5
         self._json_schema_ok = True
 
     async def _create(self, **kwargs: Any) -> Any:
@@ -135,7 +138,7 @@ class LLMClient:
         while True:
             attempt += 1
             try:
-                return await call()
+                return await asyncio.wait_for(call(), self.call_limit_s)
             except openai.BadRequestError as exc:
                 if self._json_schema_ok and "response_format" in str(exc):
                     # Not a failed attempt: the server lacks JSON-schema support. Ask again.
