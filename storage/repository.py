@@ -55,6 +55,11 @@ class Writes:
         self._add("SET", keys.done(job_id), json.dumps(marker), "-")
         return self
 
+    def forget_llm_result(self, job_id: str, step: str) -> Writes:
+        """The cached LLM answer is only needed until its result is committed."""
+        self._add("DEL", keys.llm_result(job_id, step), "-", "-")
+        return self
+
     def enqueue_stage(self, stage: str, job_id: str, payload: dict[str, Any]) -> Writes:
         self._add("XADD", keys.stage_queue(stage), job_id, json.dumps(payload))
         return self

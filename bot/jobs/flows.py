@@ -166,7 +166,7 @@ class Flows:
             answered_until=upto,
             usage=s.usage + usage,
             requested_changes=prompts.fold_changes(s.requested_changes, answer.planned_changes),
-            writes=Writes().add_turn(s, turn),
+            writes=Writes().add_turn(s, turn).forget_llm_result(job.id, slot),
         )
         if (any(asked) or answer.wants_regenerate) and self._regenerable(s):
             await self._regenerate(job, s)

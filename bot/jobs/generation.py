@@ -130,6 +130,7 @@ async def generate(ctx: FlowContext, job: Job, session: Session, *, regenerating
         failed_op=None,
         writes=Writes()
         .add_version(s, version)
+        .forget_llm_result(job.id, step)
         .mark_done(job.id, {"team": s.team_id, "session": s.id, "deliver": steps}),
     )
     ctx.crash.reach("after_commit")

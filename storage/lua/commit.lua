@@ -2,7 +2,7 @@
 -- KEYS[1] session hash, KEYS[2] session lock, KEYS[3..] keys named by the ops
 -- ARGV[1] expected rev, ARGV[2] fence token ('' = none held), ARGV[3] new session JSON,
 -- ARGV[4] ttl (s), ARGV[5] number of ops, then per op: name, key index, arg1, arg2
---   HSET k field value | RPUSH k value - | SET k value - | XADD k job-id payload
+--   HSET k field value | RPUSH k value - | SET k value - | XADD k job-id payload | DEL k - -
 -- Returns 1 committed, 0 revision conflict, -1 fence lost (another worker holds the session).
 if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[2] then
   return -1
@@ -33,6 +33,8 @@ for _ = 1, n do
     redis.call('SET', key, a, 'EX', ttl)
   elseif op == 'XADD' then
     redis.call('XADD', key, '*', 'id', a, 'job', b)
+  elseif op == 'DEL' then
+    redis.call('DEL', key)
   else
     return redis.error_reply('unknown op ' .. op)
   end
