@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     data_dir: str = Field(default="data", validation_alias="STORYLOOP_DATA_DIR")
 
     # Tunables (sane defaults; environment can override).
-    workers: int = Field(default=32, ge=1, le=512, validation_alias="STORYLOOP_WORKERS")
+    workers: int = Field(default=128, ge=1, le=1024, validation_alias="STORYLOOP_WORKERS")
     lease_s: float = Field(default=30.0, gt=0, validation_alias="STORYLOOP_LEASE_SECONDS")
     llm_timeout_s: float = Field(default=60.0, gt=0, validation_alias="STORYLOOP_LLM_TIMEOUT")
     llm_attempts: int = Field(default=3, ge=1, le=10, validation_alias="STORYLOOP_LLM_ATTEMPTS")

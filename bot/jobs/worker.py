@@ -25,6 +25,7 @@ from storage.repository import CommitConflict
 
 log = logging.getLogger(__name__)
 LOCK_POLL_S = 0.05
+READERS = 2  # concurrent XREADGROUP calls per replica; jobs themselves run in their own tasks
 
 
 class Worker:
@@ -44,56 +45,68 @@ class Worker:
         self.lease_ms = int(lease_s * 1000)
         self.max_deliveries = max_deliveries
         self._stopping = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops: list[asyncio.Task[None]] = []
+        self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(concurrency)
         self.processed = 0
 
     async def start(self) -> None:
         await self.queue.ensure_group()
-        self._tasks = [asyncio.create_task(self._reader(i)) for i in range(self.concurrency)]
-        self._tasks.append(asyncio.create_task(self._reclaimer()))
+        self._loops = [asyncio.create_task(self._reader()) for _ in range(READERS)]
+        self._loops.append(asyncio.create_task(self._reclaimer()))
 
     async def stop(self, grace_s: float = 20.0) -> None:
         """Stop taking work; running jobs get ``grace_s`` to finish; the rest is reclaimed later."""
         self._stopping.set()
-        _done, pending = (
-            await asyncio.wait(self._tasks, timeout=grace_s) if self._tasks else (set(), set())
-        )
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        _done, stuck = await asyncio.wait(self._loops, timeout=1.0)  # a read blocks ≤ 0.5 s
+        for task in stuck:
+            task.cancel()  # waiting for a slot: holds no job
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._running:
+            _done, pending = await asyncio.wait(set(self._running), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _reader(self, index: int) -> None:
+    def _spawn(self, queued: QueuedJob) -> None:
+        """Run a job in its own task; the slot taken for it is given back when it ends."""
+        task = asyncio.create_task(self.process(queued))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        task.add_done_callback(lambda _t: self._slots.release())
+
+    async def _reader(self) -> None:
+        """Take a slot, then the next new job: never more jobs in hand than slots."""
         while not self._stopping.is_set():
+            await self._slots.acquire()
+            if self._stopping.is_set():
+                self._slots.release()
+                return
             try:
                 queued = await self.queue.read(block_ms=500)
             except Exception:
+                self._slots.release()
                 log.exception("reading jobs failed; retrying")
                 await asyncio.sleep(1.0)
                 continue
-            if queued is not None:
-                async with self._slots:
-                    await self.process(queued)
+            if queued is None:
+                self._slots.release()
+            else:
+                self._spawn(queued)
 
     async def _reclaimer(self) -> None:
+        """Take over jobs whose worker stopped renewing them, as slots allow."""
         interval = max(0.2, self.lease_ms / 3000)
         while not self._stopping.is_set():
             try:
                 for queued in await self.queue.reclaim(self.lease_ms):
                     log.info("reclaimed job %s (delivery %d)", queued.job_id, queued.deliveries)
-                    task = asyncio.create_task(self._process_slot(queued))
-                    self._tasks.append(task)
+                    await self._slots.acquire()  # reclaimed jobs are ours now: always run them
+                    self._spawn(queued)
             except Exception:
                 log.exception("reclaiming jobs failed; retrying")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=interval)
-            self._tasks = [t for t in self._tasks if not t.done()]
-
-    async def _process_slot(self, queued: QueuedJob) -> None:
-        async with self._slots:
-            await self.process(queued)
 
     async def process(self, queued: QueuedJob) -> None:
         token = correlation_id.set(f"{queued.job_id}#{queued.deliveries}-{uuid.uuid4().hex[:6]}")
