@@ -7,6 +7,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+import aiohttp
 from redis.asyncio import Redis
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
@@ -29,8 +30,11 @@ from storage.repository import Repository
 log = logging.getLogger(__name__)
 
 
-def web_client(settings: Settings) -> AsyncWebClient:
+def web_client(settings: Settings, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
     """Our Web API client: base URL from settings; 429s wait for Retry-After.
+
+    With a shared ``session`` its connections are reused (without one, slack_sdk opens a new
+    aiohttp session, and a new TCP/TLS connection, for every call).
 
     The SDK's default connection-error retry is left out on purpose: a re-sent chat.postMessage
     after a reset can post twice. The gateway resolves such errors by looking in Slack first.
@@ -40,6 +44,7 @@ def web_client(settings: Settings) -> AsyncWebClient:
         base_url=settings.slack_api_url,
         timeout=15,
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=5)],
+        session=session,
     )
 
 
@@ -54,9 +59,12 @@ class Runtime:
     llm: LLMClient
     client: AsyncWebClient
 
+    http: aiohttp.ClientSession
+
     async def close(self) -> None:
         await self.llm.close()
         await self.redis.aclose()
+        await self.http.close()
 
 
 def build_app(settings: Settings, services: HandlerServices, client: AsyncWebClient) -> AsyncApp:
@@ -77,10 +85,12 @@ def build_app(settings: Settings, services: HandlerServices, client: AsyncWebCli
 
 
 def build_runtime(settings: Settings, redis_url: str) -> Runtime:
+    """Everything a replica needs. Call it from a running event loop (it opens an HTTP session)."""
     redis = connect(redis_url)
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
     repo = Repository(redis, session_ttl_s=settings.session_ttl_days * 86400)
     intake = Intake(repo.scripts, session_ttl_s=repo.session_ttl_s)
-    client = web_client(settings)
+    client = web_client(settings, http)
     llm = LLMClient(
         base_url=settings.openai_base_url,
         api_key=settings.openai_api_key.get_secret_value(),
@@ -104,4 +114,4 @@ def build_runtime(settings: Settings, redis_url: str) -> Runtime:
     app = build_app(
         settings, HandlerServices(settings=settings, intake=intake, crash=crash), client
     )
-    return Runtime(settings, redis, app, worker, llm, client)
+    return Runtime(settings, redis, app, worker, llm, client, http)
