@@ -13,6 +13,7 @@ import logging
 import signal
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from redis.exceptions import RedisError
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
@@ -59,8 +60,20 @@ async def start_socket_mode(rt: Runtime) -> AsyncSocketModeHandler:
     return handler
 
 
+@web.middleware
+async def reject_malformed_timestamps(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A non-numeric X-Slack-Request-Timestamp makes slack_sdk's verifier raise (500): answer
+    401 like any other bad signature."""
+    stamp = (request.headers.get("X-Slack-Request-Timestamp") or "0").strip()
+    if request.method == "POST" and not (stamp.isascii() and stamp.isdigit()):
+        return web.json_response({"error": "invalid request"}, status=401)
+    return await handler(request)
+
+
 async def start_http(rt: Runtime, host: str = "0.0.0.0") -> web.AppRunner:  # noqa: S104
-    runner = web.AppRunner(rt.app.web_app(path="/slack/events", port=rt.settings.port))
+    web_app = rt.app.web_app(path="/slack/events", port=rt.settings.port)
+    web_app.middlewares.append(reject_malformed_timestamps)
+    runner = web.AppRunner(web_app)
     await runner.setup()
     await web.TCPSite(runner, host, rt.settings.port).start()
     return runner

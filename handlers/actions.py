@@ -7,6 +7,7 @@ lease, so twenty simultaneous clicks still produce exactly one winner and polite
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -80,5 +81,16 @@ def register(app: AsyncApp, services: HandlerServices) -> None:
             except Exception:
                 log.warning("could not answer a click", exc_info=True)
 
+    async def handle_unknown_button(ack: AsyncAck, respond: AsyncRespond) -> None:
+        """A button we don't know (an old or forged message): answer instead of timing out."""
+        await ack()
+        try:
+            await respond(
+                text=replies.STALE_BUTTON, response_type="ephemeral", replace_original=False
+            )
+        except Exception:
+            log.warning("could not answer an unknown button", exc_info=True)
+
     for action_id in ActionId:
         app.action(action_id.value)(handle_story_button)
+    app.action(re.compile(".+"))(handle_unknown_button)  # registered last: first match wins

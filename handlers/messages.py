@@ -23,15 +23,18 @@ HUMAN_SUBTYPES = (None, "thread_broadcast", "file_share")
 MAX_FEEDBACK_CHARS = 4000
 
 
+def _text_field(event: dict[str, Any], name: str) -> bool:
+    value = event.get(name)
+    return isinstance(value, str) and bool(value)
+
+
 def is_human_reply(event: dict[str, Any]) -> bool:
     return (
         event.get("subtype") in HUMAN_SUBTYPES
         and not event.get("bot_id")
         and not event.get("bot_profile")
-        and bool(event.get("user"))
-        and bool(event.get("channel"))
-        and bool(event.get("ts"))
-        and bool(event.get("thread_ts"))
+        and all(_text_field(event, name) for name in ("user", "channel", "ts", "thread_ts"))
+        and isinstance(event.get("text", ""), str)
         and event.get("thread_ts") != event.get("ts")
     )
 

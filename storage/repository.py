@@ -133,8 +133,12 @@ class Repository:
         """The new fence token, or 0 if another worker holds the session."""
         token = await self.scripts.run(
             "acquire",
-            [keys.lock(team_id, session_id), keys.fence(team_id, session_id)],
-            [lease_ms],
+            [
+                keys.lock(team_id, session_id),
+                keys.fence(team_id, session_id),
+                keys.session(team_id, session_id),
+            ],
+            [lease_ms, self.session_ttl_s, keys.DEDUPE_TTL_S],
         )
         return int(token)
 
@@ -170,7 +174,8 @@ class Repository:
         return dict(json.loads(raw)) if raw else None
 
     async def mark_done(self, job_id: str, marker: dict[str, Any]) -> None:
-        await self.redis.set(keys.done(job_id), json.dumps(marker), ex=self.session_ttl_s)
+        """A job that changed nothing (a refusal): remembered as long as Slack may re-deliver."""
+        await self.redis.set(keys.done(job_id), json.dumps(marker), ex=keys.DEDUPE_TTL_S)
 
     # --- LLM results cached per job, so a crash after the LLM answered doesn't bill twice ----
     async def cached_llm(self, job_id: str, step: str) -> str | None:
