@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import aiohttp
 from redis.asyncio import Redis
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
@@ -31,7 +30,10 @@ log = logging.getLogger(__name__)
 
 
 def web_client(settings: Settings, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
-    """Our Web API client: base URL from settings; 429s wait for Retry-After.
+    """Our Web API client, with the base URL from settings.
+
+    Rate limits (429) are handled by the gateway, which waits Retry-After and then checks that
+    the job still owns its session before sending again.
 
     With a shared ``session`` its connections are reused (without one, slack_sdk opens a new
     aiohttp session, and a new TCP/TLS connection, for every call).
@@ -43,7 +45,7 @@ def web_client(settings: Settings, session: aiohttp.ClientSession | None = None)
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
         timeout=15,
-        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=5)],
+        retry_handlers=[],
         session=session,
     )
 

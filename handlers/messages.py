@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 from bot.pipeline.intent import wants_regenerate
 from bot.pipeline.models import Turn, TurnRole
@@ -61,13 +61,16 @@ def parse_reply(body: dict[str, Any], event: dict[str, Any]) -> tuple[Feedback, 
 
 
 def register(app: AsyncApp, services: HandlerServices) -> None:
-    async def handle_message(body: dict[str, Any], event: dict[str, Any]) -> None:
+    async def handle_message(
+        body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
         """Record a thread reply as feedback (Bolt acks once this returns)."""
         parsed = parse_reply(body, event)
         if parsed is None:
             return
+        to_us = bool(context.bot_user_id) and event.get("parent_user_id") == context.bot_user_id
         # Raising here makes Bolt answer 500 (HTTP) / skip the ack (Socket Mode): Slack retries.
-        await services.intake.submit_feedback(*parsed)
+        await services.intake.submit_feedback(*parsed, replying_to_us=to_us)
         services.crash.reach("after_intake")
 
     app.event("message")(handle_message)

@@ -7,6 +7,7 @@ command all collapse into one job.
 
 from __future__ import annotations
 
+import asyncio
 from enum import Enum
 
 from pydantic import TypeAdapter
@@ -17,6 +18,11 @@ from storage import keys
 from storage.scripts import Scripts
 
 TRIGGER: TypeAdapter[Trigger] = TypeAdapter(Trigger)
+
+
+# Slack wants an ack within 3 s. If Redis hasn't answered in this time, the handler answers with
+# an error rather than letting the ack time out (the command may still have been recorded).
+INTAKE_TIMEOUT_S = 2.0
 
 
 class Outcome(Enum):
@@ -32,29 +38,41 @@ class Intake:
 
     async def submit(self, trigger: Trigger) -> Outcome:
         """Record a command or click trigger (dedupe + enqueue, atomically)."""
-        done = await self._scripts.run(
-            "intake",
-            [keys.dedupe(trigger.team_id, trigger.job_id), keys.JOBS_STREAM],
-            [trigger.job_id, trigger.model_dump_json(), keys.DEDUPE_TTL_S],
-        )
+        async with asyncio.timeout(INTAKE_TIMEOUT_S):
+            done = await self._scripts.run(
+                "intake",
+                [keys.dedupe(trigger.team_id, trigger.job_id), keys.JOBS_STREAM],
+                [trigger.job_id, trigger.model_dump_json(), keys.DEDUPE_TTL_S],
+            )
         return Outcome.ENQUEUED if int(done) == 1 else Outcome.DUPLICATE
 
-    async def submit_feedback(self, feedback: Feedback, turn: Turn) -> Outcome:
-        """Record a thread reply: only for a session thread; appends the turn to its history."""
-        status, _sid = await self._scripts.run(
-            "intake_feedback",
-            [
-                keys.thread(feedback.team_id, feedback.channel_id, feedback.thread_ts),
-                keys.dedupe(feedback.team_id, feedback.job_id),
-                keys.JOBS_STREAM,
-            ],
-            [
-                feedback.job_id,
-                feedback.model_dump_json(),
-                turn.model_dump_json(),
-                keys.DEDUPE_TTL_S,
-                keys.thread_prefix(feedback.team_id),
-                self._session_ttl_s,
-            ],
-        )
-        return {1: Outcome.ENQUEUED, 0: Outcome.NOT_OURS}.get(int(status), Outcome.DUPLICATE)
+    async def submit_feedback(
+        self, feedback: Feedback, turn: Turn, *, replying_to_us: bool = False
+    ) -> Outcome:
+        """Record a thread reply: only for a session thread; appends the turn to its history.
+
+        ``replying_to_us``: the thread's parent is a message of ours. Such a reply may arrive in
+        the moment between the card being posted and its thread being indexed; it is kept
+        aside and adopted by the session when the index is written.
+        """
+        async with asyncio.timeout(INTAKE_TIMEOUT_S):
+            status, _sid = await self._scripts.run(
+                "intake_feedback",
+                [
+                    keys.thread(feedback.team_id, feedback.channel_id, feedback.thread_ts),
+                    keys.dedupe(feedback.team_id, feedback.job_id),
+                    keys.JOBS_STREAM,
+                    keys.early_replies(feedback.team_id, feedback.channel_id, feedback.thread_ts),
+                ],
+                [
+                    feedback.job_id,
+                    feedback.model_dump_json(),
+                    turn.model_dump_json(),
+                    keys.DEDUPE_TTL_S,
+                    keys.thread_prefix(feedback.team_id),
+                    self._session_ttl_s,
+                    "1" if replying_to_us else "0",
+                ],
+            )
+        outcomes = {1: Outcome.ENQUEUED, 2: Outcome.ENQUEUED, 0: Outcome.NOT_OURS}
+        return outcomes.get(int(status), Outcome.DUPLICATE)

@@ -46,6 +46,14 @@ def thread(team_id: str, channel_id: str, thread_ts: str) -> str:
     return f"{_t(team_id)}:thread:{channel_id}:{thread_ts}"
 
 
+def early_replies(team_id: str, channel_id: str, thread_ts: str) -> str:
+    """Replies to one of our messages whose thread isn't indexed yet (see intake_feedback.lua)."""
+    return f"{_t(team_id)}:early:{channel_id}:{thread_ts}"
+
+
+EARLY_REPLIES_TTL_S = 3600
+
+
 def thread_prefix(team_id: str) -> str:
     """Prefix the feedback intake script completes with a session id (``…:s:{sid}:hist``)."""
     return f"{_t(team_id)}:s:"

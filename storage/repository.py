@@ -47,8 +47,12 @@ class Writes:
         return self
 
     def index_thread(self, session: Session, thread_ts: str) -> Writes:
+        """Map the thread to the session, and adopt replies that arrived before the mapping."""
         key = keys.thread(session.team_id, session.channel_id, thread_ts)
         self._add("SET", key, session.id, "-")
+        early = keys.early_replies(session.team_id, session.channel_id, thread_ts)
+        history = keys.history(session.team_id, session.id)
+        self._add("ADOPT", early, history, f"{keys.JOBS_STREAM}:{session.id}")
         return self
 
     def mark_done(self, job_id: str, marker: dict[str, Any]) -> Writes:

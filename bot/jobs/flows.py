@@ -23,7 +23,7 @@ from bot.pipeline.models import Session, Stage, Status, Turn, TurnRole, Usage
 from bot.pipeline.stages import next_stage
 from bot.pipeline.triggers import Approve, Feedback, Regenerate, Retry, StartSession
 from bot.slack import blocks
-from bot.slack.gateway import NotPostable
+from bot.slack.gateway import NotPostable, SlackDeliveryError
 from storage.repository import Writes
 
 log = logging.getLogger(__name__)
@@ -279,17 +279,29 @@ class Flows:
             await fail(self.ctx, job, s, reason, op=op)
             return
         if isinstance(t, Feedback) and s is not None and s.thread_ts:
-            await self.ctx.gateway.post_once(
-                s,
-                f"reply:{t.ts}",
-                blocks.failure_final(reason),
-                thread_ts=s.thread_ts,
-                recover=True,
-            )
+            try:
+                await self.ctx.gateway.post_once(
+                    s,
+                    f"reply:{t.ts}",
+                    blocks.failure_final(reason),
+                    thread_ts=s.thread_ts,
+                    recover=True,
+                )
+            except (SlackDeliveryError, NotPostable):
+                # Posting in the thread is what keeps failing: tell the author privately.
+                await self.ctx.gateway.ephemeral(
+                    channel_id=t.channel_id,
+                    user_id=t.user_id,
+                    msg=blocks.ephemeral(reason),
+                    thread_ts=s.thread_ts,
+                )
         elif isinstance(t, Approve | Regenerate | Retry):
             await self.refuse(job, t, reason)
             return
         elif isinstance(t, StartSession):
+            if s is not None and s.status is Status.STARTING:
+                # Nothing was ever shown in the channel: nothing there to resume or retry.
+                await self.ctx.commit(job, s, status=Status.UNPOSTABLE, active_job=None)
             await self.ctx.gateway.ephemeral(
                 channel_id=t.channel_id,
                 user_id=t.user_id,

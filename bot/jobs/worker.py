@@ -19,6 +19,7 @@ from bot.jobs.delivery import deliver
 from bot.jobs.flows import Flows
 from bot.jobs.model import Job
 from bot.logs import correlation_id
+from bot.slack.gateway import LeaseLost, lease_guard
 from storage.intake import TRIGGER
 from storage.queue import JobQueue, QueuedJob
 from storage.repository import CommitConflict
@@ -131,6 +132,7 @@ class Worker:
             if fence == 0:
                 return  # another worker took the job over while we waited
             lease.fence = fence
+            lease_guard.set(lambda: self.repo.holds(team, sid, fence))
             self.flows.ctx.crash.reach("after_claim")
             job = Job(queued.job_id, trigger, queued.entry_id, queued.deliveries, fence)
             marker = await self.repo.done(job.id)
@@ -138,7 +140,13 @@ class Worker:
                 await self._replay(job, marker)
             elif queued.deliveries > self.max_deliveries:
                 log.error("giving up job %s after %d deliveries", job.id, queued.deliveries)
-                await self.flows.give_up(job)
+                try:
+                    await self.flows.give_up(job)
+                except (CommitConflict, LeaseLost):
+                    raise
+                except Exception:
+                    # Even telling the user failed: still end the job, never loop forever.
+                    log.exception("could not report giving up job %s", job.id)
             else:
                 await self.flows.run(job)
             await self.queue.ack(queued.entry_id)
@@ -149,7 +157,9 @@ class Worker:
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
-            log.warning("job %s stopped: its lease was taken over while it ran", queued.job_id)
+            log.warning("job %s lost its session (taken over while it ran)", queued.job_id)
+        except LeaseLost:
+            log.warning("job %s lost its session (taken over during a wait)", queued.job_id)
         except CommitConflict as exc:
             log.warning(
                 "job %s lost its session (%s); leaving it to its new owner",
@@ -192,6 +202,7 @@ class Worker:
             try:
                 if not await self.queue.touch(entry_id):
                     log.warning("job entry %s was taken over by another worker", entry_id)
+                    lease.lose()
                     return
                 if lease.fence and not await self.repo.renew(team, sid, lease.fence, self.lease_ms):
                     log.warning("lease on session %s was lost; stopping the job", sid)

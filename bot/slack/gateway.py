@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
@@ -51,6 +52,16 @@ class SlackDeliveryError(Exception):
     """A Slack call failed for a reason other than rate limits; already logged with context."""
 
 
+class LeaseLost(Exception):
+    """While we waited (a 429's Retry-After), another worker took the session over: stop."""
+
+
+Guard = Callable[[], Awaitable[bool]]
+# Set by the worker for the job running in this task: "do we still own the session?"
+lease_guard: ContextVar[Guard | None] = ContextVar("lease_guard", default=None)
+MAX_RATE_LIMIT_WAITS = 5
+
+
 def _text(msg: Rendered) -> str:
     return msg.text[:MAX_FALLBACK_TEXT]
 
@@ -59,6 +70,22 @@ class SlackGateway:
     def __init__(self, client: AsyncWebClient, repo: Repository) -> None:
         self.client = client
         self.repo = repo
+
+    async def _call(self, method: str, **kwargs: Any) -> Any:
+        """One Web API call; on 429 wait Retry-After, then go on only if we still own the job."""
+        for _ in range(MAX_RATE_LIMIT_WAITS):
+            try:
+                return await getattr(self.client, method)(**kwargs)
+            except SlackApiError as exc:
+                if exc.response.status_code != 429:
+                    raise
+                delay = float(exc.response.headers.get("Retry-After", 1) or 1)
+                log.info("%s rate limited; waiting %.1f s", method, delay)
+                await asyncio.sleep(min(delay, 60.0))
+                guard = lease_guard.get()
+                if guard is not None and not await guard():
+                    raise LeaseLost(method) from None
+        return await getattr(self.client, method)(**kwargs)
 
     async def post_once(
         self,
@@ -79,8 +106,9 @@ class SlackGateway:
                 return await self.repo.record_message(session, slot, found)
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                ts = await self._post(session, slot, msg, thread_ts=thread_ts)
-                return await self.repo.record_message(session, slot, ts)
+                # Shielded: if this job is stopped (its lease was lost) while the post is in
+                # flight, the post still completes here and, if it lost the race, is deleted.
+                return await asyncio.shield(self._post_and_record(session, slot, msg, thread_ts))
             except _TRANSIENT as exc:
                 log.warning("chat.postMessage for %s failed (%s); checking Slack", slot, exc)
                 await asyncio.sleep(0.2 * attempt)
@@ -89,8 +117,25 @@ class SlackGateway:
                     return await self.repo.record_message(session, slot, found)
         raise SlackDeliveryError(f"could not post {slot}")
 
+    async def _post_and_record(
+        self, session: Session, slot: str, msg: Rendered, thread_ts: str | None
+    ) -> str:
+        ts = await self._post(session, slot, msg, thread_ts=thread_ts)
+        winner = await self.repo.record_message(session, slot, ts)
+        if winner != ts:
+            # Another worker posted this slot while we were paused mid-post: take ours back.
+            log.warning("slot %s was posted by another worker; deleting ours", slot)
+            await self.delete(session, ts)
+        return winner
+
     async def _post(
-        self, session: Session, slot: str, msg: Rendered, *, thread_ts: str | None
+        self,
+        session: Session,
+        slot: str,
+        msg: Rendered,
+        *,
+        thread_ts: str | None,
+        may_join: bool = True,
     ) -> str:
         kwargs: dict[str, Any] = {
             "channel": session.channel_id,
@@ -106,16 +151,15 @@ class SlackGateway:
         if thread_ts:
             kwargs["thread_ts"] = thread_ts
         try:
-            resp = await self.client.chat_postMessage(**kwargs)
+            resp = await self._call("chat_postMessage", **kwargs)
         except SlackApiError as exc:
             error = str(exc.response.get("error", ""))
-            if error == "not_in_channel" and await self.join(session.channel_id):
-                resp = await self.client.chat_postMessage(**kwargs)
-            elif error in NOT_POSTABLE:
+            if error == "not_in_channel" and may_join and await self.join(session.channel_id):
+                return await self._post(session, slot, msg, thread_ts=thread_ts, may_join=False)
+            if error in NOT_POSTABLE:
                 raise NotPostable(error) from None
-            else:
-                log.error("chat.postMessage %s in %s failed: %s", slot, session.channel_id, error)
-                raise SlackDeliveryError(error) from None
+            log.error("chat.postMessage %s in %s failed: %s", slot, session.channel_id, error)
+            raise SlackDeliveryError(error) from None
         return str(resp["ts"])
 
     async def _find_posted(self, session: Session, slot: str, thread_ts: str | None) -> str | None:
@@ -146,7 +190,7 @@ class SlackGateway:
 
     async def join(self, channel_id: str) -> bool:
         try:
-            await self.client.conversations_join(channel=channel_id)
+            await self._call("conversations_join", channel=channel_id)
         except SlackApiError as exc:
             log.info("could not join %s: %s", channel_id, exc.response.get("error"))
             return False
@@ -156,8 +200,12 @@ class SlackGateway:
         """Edit a message we own (idempotent, so transient failures are simply retried)."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                await self.client.chat_update(
-                    channel=session.channel_id, ts=ts, text=_text(msg), blocks=msg.blocks
+                await self._call(
+                    "chat_update",
+                    channel=session.channel_id,
+                    ts=ts,
+                    text=_text(msg),
+                    blocks=msg.blocks,
                 )
                 return
             except _TRANSIENT as exc:
@@ -195,7 +243,7 @@ class SlackGateway:
 
     async def delete(self, session: Session, ts: str) -> None:
         try:
-            await self.client.chat_delete(channel=session.channel_id, ts=ts)
+            await self._call("chat_delete", channel=session.channel_id, ts=ts)
         except SlackApiError as exc:
             if exc.response.get("error") != "message_not_found":
                 log.warning("chat.delete %s failed: %s", ts, exc.response.get("error"))
@@ -220,7 +268,8 @@ class SlackGateway:
                     replace_original=False,
                 )
                 return
-            await self.client.chat_postEphemeral(
+            await self._call(
+                "chat_postEphemeral",
                 channel=channel_id,
                 user=user_id,
                 text=_text(msg),

@@ -3,6 +3,7 @@
 -- ARGV[1] expected rev, ARGV[2] fence token ('' = none held), ARGV[3] new session JSON,
 -- ARGV[4] ttl (s), ARGV[5] number of ops, then per op: name, key index, arg1, arg2
 --   HSET k field value | RPUSH k value - | SET k value - | XADD k job-id payload | DEL k - -
+--   ADOPT early-replies-list history-key jobs-stream:session-id (see intake_feedback.lua)
 -- Returns 1 committed, 0 revision conflict, -1 fence lost (another worker holds the session).
 if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[2] then
   return -1
@@ -34,6 +35,16 @@ for _ = 1, n do
   elseif op == 'XADD' then
     redis.call('XADD', key, '*', 'id', a, 'job', b)
   elseif op == 'DEL' then
+    redis.call('DEL', key)
+  elseif op == 'ADOPT' then
+    -- Replies that came before the thread was indexed join the history and the queue now.
+    local stream, sid = string.match(b, '^(.*):([^:]+)$')
+    for _, raw in ipairs(redis.call('LRANGE', key, 0, -1)) do
+      local early = cjson.decode(raw)
+      redis.call('RPUSH', a, early.turn)
+      redis.call('EXPIRE', a, ttl)
+      redis.call('XADD', stream, '*', 'id', early.id, 'job', early.job, 'sid', sid)
+    end
     redis.call('DEL', key)
   else
     return redis.error_reply('unknown op ' .. op)
