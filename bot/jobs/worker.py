@@ -100,9 +100,13 @@ class Worker:
         interval = max(0.2, self.lease_ms / 3000)
         while not self._stopping.is_set():
             try:
-                for queued in await self.queue.reclaim(self.lease_ms):
+                # Claim only as many as we have free slots for: the reclaimer never waits.
+                free = self.concurrency - len(self._running) - READERS
+                for queued in (
+                    await self.queue.reclaim(self.lease_ms, count=free) if free > 0 else []
+                ):
                     log.info("reclaimed job %s (delivery %d)", queued.job_id, queued.deliveries)
-                    await self._slots.acquire()  # reclaimed jobs are ours now: always run them
+                    await self._slots.acquire()
                     self._spawn(queued)
             except Exception:
                 log.exception("reclaiming jobs failed; retrying")
