@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
 from redis.asyncio import Redis
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
@@ -62,6 +65,7 @@ class Runtime:
     client: AsyncWebClient
 
     http: aiohttp.ClientSession
+    identity: BotIdentity
 
     async def close(self) -> None:
         await self.llm.close()
@@ -69,9 +73,52 @@ class Runtime:
         await self.http.close()
 
 
-def build_app(settings: Settings, services: HandlerServices, client: AsyncWebClient) -> AsyncApp:
+class BotIdentity:
+    """Who the bot is (``auth.test``), asked once and shared by every request.
+
+    Bolt's default single-workspace authorization calls ``auth.test`` lazily, once per concurrent
+    first request; the replica loads this at start instead, so no ack waits for it.
+    """
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+        self.result: AuthorizeResult | None = None
+        self._lock = asyncio.Lock()
+
+    async def load(self) -> AuthorizeResult:
+        async with self._lock:
+            if self.result is None:
+                resp = await self.client.auth_test()
+                self.result = AuthorizeResult(
+                    enterprise_id=resp.get("enterprise_id"),
+                    team_id=resp.get("team_id"),
+                    team=resp.get("team"),
+                    url=resp.get("url"),
+                    bot_user_id=resp.get("user_id"),
+                    bot_id=resp.get("bot_id"),
+                    bot_token=self.client.token,
+                )
+            return self.result
+
+    def authorizer(self) -> Callable[..., Awaitable[AuthorizeResult]]:
+        """Bolt's ``authorize`` hook (Bolt passes the arguments it finds in the signature)."""
+
+        async def authorize(team_id: str | None = None) -> AuthorizeResult:
+            return self.result or await self.load()
+
+        return authorize
+
+
+def build_app(
+    settings: Settings,
+    services: HandlerServices,
+    client: AsyncWebClient,
+    identity: BotIdentity | None = None,
+) -> AsyncApp:
+    identity = identity or BotIdentity(client)
     app = AsyncApp(
         client=client,
+        authorize=identity.authorizer(),
         signing_secret=(
             settings.slack_signing_secret.get_secret_value()
             if settings.slack_signing_secret
@@ -113,7 +160,7 @@ def build_runtime(settings: Settings, redis_url: str) -> Runtime:
         lease_s=settings.lease_s,
         max_deliveries=settings.max_deliveries,
     )
-    app = build_app(
-        settings, HandlerServices(settings=settings, intake=intake, crash=crash), client
-    )
-    return Runtime(settings, redis, app, worker, llm, client, http)
+    identity = BotIdentity(client)
+    services = HandlerServices(settings=settings, intake=intake, crash=crash)
+    app = build_app(settings, services, client, identity)
+    return Runtime(settings, redis, app, worker, llm, client, http, identity)

@@ -87,6 +87,14 @@ async def serve(settings: Settings, redis_url: str) -> None:
         await rt.close()
         where = redis_url.rsplit("@", maxsplit=1)[-1]  # never print a password in the URL
         raise StartupError(f"Redis at {where} is not reachable.") from exc
+    try:
+        await rt.identity.load()
+    except Exception as exc:
+        await rt.close()
+        raise StartupError(
+            "Slack refused the bot token (auth.test failed). Check SLACK_BOT_TOKEN and that the "
+            "app is installed in the workspace."
+        ) from exc
     await rt.worker.start()
     handler: AsyncSocketModeHandler | None = None
     runner: web.AppRunner | None = None
