@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 UNAVAILABLE = (
-    "Storyloop can't record that right now (its storage isn't reachable). "
-    "Nothing was started — please try again in a minute."
+    "Storyloop couldn't confirm it recorded that: its storage isn't answering right now. "
+    "If nothing appears within a minute, please try again."
 )
 NO_DMS = (
     "Storyloop works in channels, where your team can join the thread. Run `/story` in a public "
