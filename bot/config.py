@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     socket_connect_timeout_s: float = Field(
         default=20.0, gt=0, validation_alias="STORYLOOP_SOCKET_CONNECT_TIMEOUT"
     )
+    worker_thread: bool = Field(default=True, validation_alias="STORYLOOP_WORKER_THREAD")
     crash_point: str | None = Field(default=None, validation_alias="STORYLOOP_CRASH_POINT")
 
     @property

@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
+import threading
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -79,6 +81,59 @@ async def start_http(rt: Runtime, host: str = "0.0.0.0") -> web.AppRunner:  # no
     return runner
 
 
+class WorkerThread:
+    """The job worker on its own thread and event loop.
+
+    Slack needs its ack within 3 s whatever the workers are doing; on one event loop an ack
+    queues behind every ready job callback (streamed LLM chunks, renders, commits). With the
+    worker on its own loop the listener's loop stays idle enough to ack at once. It is a thread,
+    not a process, so the replica still lives and dies as one: SIGKILL, SIGSTOP and a crash take
+    both down together.
+    """
+
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        self._ready = threading.Event()
+        self._failed: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._grace_s = 20.0
+        self._thread = threading.Thread(target=self._main, name="storyloop-worker", daemon=True)
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        self._thread.start()
+        if not self._ready.wait(timeout_s) or self._failed is not None:
+            raise StartupError("the job worker could not start") from self._failed
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        """Stop taking jobs; running ones get ``grace_s`` to finish (the rest are reclaimed)."""
+        self._grace_s = grace_s
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(grace_s + 10)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as exc:
+            self._failed = exc
+            log.exception("the job worker stopped")
+            self._ready.set()
+
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        rt = build_runtime(self.settings, self.redis_url)
+        try:
+            await rt.worker.start()
+            self._ready.set()
+            await self._stop.wait()
+            await rt.worker.stop(grace_s=self._grace_s)
+        finally:
+            await rt.close()
+
+
 async def serve(settings: Settings, redis_url: str) -> None:
     rt = build_runtime(settings, redis_url)
     try:
@@ -95,7 +150,17 @@ async def serve(settings: Settings, redis_url: str) -> None:
             "Slack refused the bot token (auth.test failed). Check SLACK_BOT_TOKEN and that the "
             "app is installed in the workspace."
         ) from exc
-    await rt.worker.start()
+    worker_thread: WorkerThread | None = None
+    if settings.worker_thread:
+        sys.setswitchinterval(0.001)  # hand the GIL over quickly when a Slack request arrives
+        worker_thread = WorkerThread(settings, redis_url)
+        try:
+            await asyncio.to_thread(worker_thread.start)
+        except StartupError:
+            await rt.close()
+            raise
+    else:
+        await rt.worker.start()
     handler: AsyncSocketModeHandler | None = None
     runner: web.AppRunner | None = None
     try:
@@ -113,5 +178,8 @@ async def serve(settings: Settings, redis_url: str) -> None:
                 await handler.close_async()  # type: ignore[no-untyped-call]
         if runner is not None:
             await runner.cleanup()
-        await rt.worker.stop()
+        if worker_thread is not None:
+            await asyncio.to_thread(worker_thread.stop)
+        else:
+            await rt.worker.stop()
         await rt.close()

@@ -39,6 +39,7 @@ from redis.asyncio import Redis
 from bot.pipeline.models import Session, Stage, Status, StoryVersion, Turn, TurnRole
 from bot.pipeline.triggers import session_id_for
 from bot.slack.actions import ButtonValue
+from handlers import replies
 from storage import keys
 from tests.e2e.harness import action_ids, block_text, session_of, slot_of
 from tests.emulators.slack import ResponsePost, SlackEmulator, StoredMessage
@@ -494,10 +495,16 @@ def _command_outcomes(
     report: Report, emu: SlackEmulator, t: Trigger, view: SessionView | None
 ) -> list[str]:
     outcomes: list[str] = []
-    if t.ack_text:
+    # "Couldn't confirm it recorded that … if nothing appears, try again" is a status, not an
+    # outcome: Redis may have run the intake after all (hung, then resumed). It counts as the
+    # outcome only when nothing else appears.
+    unconfirmed = t.ack_text == replies.UNAVAILABLE
+    if t.ack_text and not unconfirmed:
         outcomes.append(f"ack-ephemeral:{t.ack_text[:60]}")
     outcomes += [f"response:{r.text[:60]}" for r in _responses(emu, t.response_url)]
     if view is None:
+        if unconfirmed and not outcomes:
+            outcomes.append(f"ack-ephemeral:{t.ack_text[:60]}")
         return outcomes
     cards, stories = view.slot("card"), view.slot("story")
     if cards:
@@ -516,6 +523,8 @@ def _command_outcomes(
                 )
     elif stories:
         report.findings.append(Finding("inconsistent", "story message without a session card", t))
+    if unconfirmed and not outcomes:
+        outcomes.append(f"ack-ephemeral:{t.ack_text[:60]}")
     return outcomes
 
 
