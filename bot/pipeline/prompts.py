@@ -18,7 +18,7 @@ PROMPT_VERSION = "2026-11-25.1"
 RECENT_TURNS = 10  # verbatim context turns for a feedback answer
 NEW_FEEDBACK_TURNS = 8  # newest unanswered / unincorporated feedback sent verbatim
 TURN_CHARS = 600
-MAX_REQUESTED_CHANGES = 24
+MAX_REQUESTED_CHANGES = 16
 CHANGE_CHARS = 200
 
 
