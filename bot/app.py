@@ -135,7 +135,8 @@ def build_app(
 
 def build_runtime(settings: Settings, redis_url: str) -> Runtime:
     """Everything a replica needs. Call it from a running event loop (it opens an HTTP session)."""
-    redis = connect(redis_url)
+    # Every job may hold a connection at once (plus heartbeats, readers, intake).
+    redis = connect(redis_url, max_connections=settings.workers * 2 + 32)
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
     repo = Repository(redis, session_ttl_s=settings.session_ttl_days * 86400)
     intake = Intake(repo.scripts, session_ttl_s=repo.session_ttl_s)

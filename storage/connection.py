@@ -6,18 +6,22 @@ redis-py re-sends a command after a connection error; every write that matters i
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
-def connect(url: str, *, retries: int = 2) -> Redis:
+def connect(url: str, *, retries: int = 2, max_connections: int = 256) -> Redis:
     """A pooled client that reconnects by itself and fails fast enough for a 3 s ack."""
     tcp = {} if url.startswith("unix://") else {"socket_keepalive": True}
-    return Redis.from_url(
+    # A blocking pool: when every connection is busy a command waits for one (up to 5 s)
+    # instead of failing at once with MaxConnectionsError.
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=5,
         decode_responses=True,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
@@ -26,3 +30,4 @@ def connect(url: str, *, retries: int = 2) -> Redis:
         socket_timeout=5.0,
         **tcp,
     )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it

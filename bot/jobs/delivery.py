@@ -40,7 +40,11 @@ async def _step(ctx: FlowContext, job: Job, s: Session, step: str) -> Session:
         version = await ctx.repo.version(s, number)
         if version is not None:
             await gw.post_once(
-                s, step, blocks.story_updated_notice(version), thread_ts=s.thread_ts, recover=True
+                s,
+                step,
+                blocks.story_updated_notice(version),
+                thread_ts=s.thread_ts,
+                recover=job.recover,
             )
     elif step == "approved" and s.approved_by and s.approved_version:
         await gw.post_once(
@@ -48,7 +52,7 @@ async def _step(ctx: FlowContext, job: Job, s: Session, step: str) -> Session:
             step,
             blocks.approved_notice(s.approved_by, s.approved_version),
             thread_ts=s.thread_ts,
-            recover=True,
+            recover=job.recover,
         )
     elif step == "failure" and s.failure and s.version > 0:
         # A failed regeneration: the story is back in review; the failure gets its own message.
@@ -57,7 +61,7 @@ async def _step(ctx: FlowContext, job: Job, s: Session, step: str) -> Session:
             f"fail:{job.id}",
             blocks.failure_message(s, s.failure, retry_version=s.version),
             thread_ts=s.thread_ts,
-            recover=True,
+            recover=job.recover,
         )
     return s
 

@@ -57,10 +57,13 @@ class ProgressReporter:
         if not await self.ctx.repo.holds(self.session.team_id, self.session.id, self.job.fence):
             return  # paused past our lease: another worker owns this message now
         try:
-            await self.ctx.gateway.update(self.session, self.session.story_message_ts, msg)
+            await self.ctx.gateway.update(
+                self.session, self.session.story_message_ts, msg, best_effort=True
+            )
             self.updates += 1
         except SlackDeliveryError:
-            log.info("progress update skipped")
+            # Rate limited (or Slack hiccup): show progress less often for a while.
+            self.last = now + 4 * self.ctx.settings.progress_interval_s
 
 
 async def generate(ctx: FlowContext, job: Job, session: Session, *, regenerating: bool) -> None:

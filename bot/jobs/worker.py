@@ -173,9 +173,12 @@ class Worker:
         except Exception:
             log.exception("job %s failed; it will be retried", queued.job_id)
         finally:
+            # The flag, not only the cancel, ends the heartbeat: a cancel that lands inside a
+            # Redis call can be turned into a timeout and swallowed, leaving a heartbeat that
+            # renews the lease of a finished job forever.
+            lease.finished = True
             heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            await asyncio.wait({heartbeat}, timeout=2.0)
             if fence:
                 with contextlib.suppress(Exception):
                     await self.repo.release(team, sid, fence)
@@ -201,8 +204,10 @@ class Worker:
     async def _heartbeat(self, entry_id: str, team: str, sid: str, lease: _Lease) -> None:
         """Keep the stream entry and the session lease ours while the job runs."""
         interval = self.lease_ms / 3000
-        while True:
+        while not lease.finished:
             await asyncio.sleep(interval)
+            if lease.finished:
+                return
             try:
                 if not await self.queue.touch(entry_id):
                     log.warning("job entry %s was taken over by another worker", entry_id)
@@ -222,6 +227,7 @@ class _Lease:
     def __init__(self, owner: asyncio.Task[Any] | None) -> None:
         self.fence = 0
         self.lost = False
+        self.finished = False
         self._owner = owner
 
     def lose(self) -> None:

@@ -71,13 +71,13 @@ class SlackGateway:
         self.client = client
         self.repo = repo
 
-    async def _call(self, method: str, **kwargs: Any) -> Any:
+    async def _call(self, method: str, *, wait_on_429: bool = True, **kwargs: Any) -> Any:
         """One Web API call; on 429 wait Retry-After, then go on only if we still own the job."""
         for _ in range(MAX_RATE_LIMIT_WAITS):
             try:
                 return await getattr(self.client, method)(**kwargs)
             except SlackApiError as exc:
-                if exc.response.status_code != 429:
+                if exc.response.status_code != 429 or not wait_on_429:
                     raise
                 delay = float(exc.response.headers.get("Retry-After", 1) or 1)
                 log.info("%s rate limited; waiting %.1f s", method, delay)
@@ -196,12 +196,19 @@ class SlackGateway:
             return False
         return True
 
-    async def update(self, session: Session, ts: str, msg: Rendered) -> None:
-        """Edit a message we own (idempotent, so transient failures are simply retried)."""
+    async def update(
+        self, session: Session, ts: str, msg: Rendered, *, best_effort: bool = False
+    ) -> None:
+        """Edit a message we own (idempotent, so transient failures are simply retried).
+
+        ``best_effort`` (live progress): a rate limit is not waited out — the edit is skipped,
+        so a busy workspace slows the progress display, never the story.
+        """
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 await self._call(
                     "chat_update",
+                    wait_on_429=not best_effort,
                     channel=session.channel_id,
                     ts=ts,
                     text=_text(msg),
@@ -210,10 +217,13 @@ class SlackGateway:
                 return
             except _TRANSIENT as exc:
                 log.warning("chat.update %s failed (%s), attempt %d", ts, exc, attempt)
+                if best_effort:
+                    break
                 await asyncio.sleep(0.2 * attempt)
             except SlackApiError as exc:
                 error = exc.response.get("error")
-                log.error("chat.update %s in %s failed: %s", ts, session.channel_id, error)
+                if not best_effort:
+                    log.error("chat.update %s in %s failed: %s", ts, session.channel_id, error)
                 raise SlackDeliveryError(str(error)) from None
         raise SlackDeliveryError(f"could not update {ts}")
 
