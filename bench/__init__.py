@@ -1,0 +1,1 @@
+"""Storyloop's benchmark suite: ``python -m bench.run`` (see bench/README.md)."""
