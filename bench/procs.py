@@ -288,59 +288,11 @@ def storyloop_env(
     return env
 
 
-class BaselineProcess:
-    """``python -m bench.baseline``: the bare Bolt app, as a real process like Storyloop."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> BaselineProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_"))}
-        env.update(self.env)
-        env["PYTHONUNBUFFERED"] = "1"
-        log = self.log_path.open("ab")
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bench.baseline",
-            cwd=str(ROOT),
-            env=env,
-            stdout=log,
-            stderr=log,
-            stdin=asyncio.subprocess.DEVNULL,
-        )
-        log.close()
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return None if self.proc is None else self.proc.returncode
-
-    async def terminate(self, timeout: float = 20) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
 @dataclass
 class Running:
     """Processes of one app under test (one per replica) and how to reach them."""
 
-    procs: list[AppProcess | BaselineProcess]
+    procs: list[AppProcess]
     events_url: str | None  # HTTP mode: where the emulator delivers (first replica)
 
     @property
@@ -351,11 +303,11 @@ class Running:
         await asyncio.gather(*(p.terminate(timeout=20) for p in self.procs))
 
 
-def _exited(proc: AppProcess | BaselineProcess) -> bool:
+def _exited(proc: AppProcess) -> bool:
     return proc.proc is not None and proc.proc.returncode is not None
 
 
-async def _wait_port(port: int, procs: list[AppProcess | BaselineProcess], timeout: float) -> None:
+async def _wait_port(port: int, procs: list[AppProcess], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if any(_exited(p) for p in procs):
@@ -374,7 +326,7 @@ async def _wait_port(port: int, procs: list[AppProcess | BaselineProcess], timeo
 
 async def wait_ready(
     emu: BenchEmulator,
-    procs: list[AppProcess | BaselineProcess],
+    procs: list[AppProcess],
     *,
     mode: str,
     port: int = 0,
@@ -411,7 +363,7 @@ async def start_storyloop(
 ) -> Running:
     """``replicas`` real ``python -m bot run`` processes against the emulator."""
     port = free_port() if mode == "http" else 0
-    procs: list[AppProcess | BaselineProcess] = []
+    procs: list[AppProcess] = []
     for index in range(replicas):
         env = storyloop_env(emu, llm_url, redis_url, mode=mode, port=port, extra=extra_env)
         if mode == "http" and index > 0:
@@ -437,7 +389,8 @@ async def start_baseline(emu: BenchEmulator, *, mode: str, log_dir: Path) -> Run
         env["SLACK_APP_TOKEN"] = emu.app_token
     else:
         env["PORT"] = str(port)
-    proc = await BaselineProcess(env, log_dir / "baseline.log").start()
+    # The bare Bolt app, as a real process like Storyloop.
+    proc = await AppProcess(env, log_dir / "baseline.log", argv=("bench.baseline",)).start()
     await wait_ready(emu, [proc], mode=mode, port=port)
     events_url = f"http://127.0.0.1:{port}/slack/events" if mode == "http" else None
     if mode == "http":

@@ -62,14 +62,7 @@ def register(app: AsyncApp, services: HandlerServices) -> None:
     ) -> None:
         """Record an Approve / Regenerate / Retry click."""
         click = parse_click(body)
-        failed = False
-        if click is not None:
-            try:
-                await services.intake.submit(click)
-            except Exception:
-                log.exception("intake failed for a button click")
-                failed = True
-            services.crash.reach("after_intake")
+        failed = click is not None and not await services.record(click)
         await ack()
         if click is None or failed:
             try:

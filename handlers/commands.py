@@ -62,13 +62,9 @@ def register(app: AsyncApp, services: HandlerServices) -> None:
             duration_s=parsed.duration_s,
             response_url=command.get("response_url"),
         )
-        try:
-            await services.intake.submit(trigger)
-        except Exception:
-            log.exception("intake failed for /story")
+        if not await services.record(trigger):
             await ack(response_type="ephemeral", text=replies.UNAVAILABLE)
             return
-        services.crash.reach("after_intake")
         await ack()
 
     app.command("/story")(handle_story_command)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
@@ -13,9 +12,6 @@ from bot.pipeline.triggers import StartSession, session_id_for
 from bot.services import HandlerServices
 from bot.slack import actions as ids
 from handlers import replies
-
-log = logging.getLogger(__name__)
-
 
 FIELD_BLOCKS = {"prompt": ids.PROMPT_BLOCK, "duration": ids.DURATION_BLOCK, "tone": ids.TONE_BLOCK}
 _DURATION_VALUE = re.compile(r"[0-9]{1,4}")
@@ -73,15 +69,11 @@ def register(app: AsyncApp, services: HandlerServices) -> None:
             duration_s=parsed.duration_s,
             tone=parsed.tone,
         )
-        try:
-            await services.intake.submit(trigger)
-        except Exception:
-            log.exception("intake failed for the start modal")
+        if not await services.record(trigger):
             await ack(
                 response_action="errors", errors={ids.PROMPT_BLOCK: replies.UNAVAILABLE[:150]}
             )
             return
-        services.crash.reach("after_intake")
         await ack()
 
     app.view(ids.START_MODAL_CALLBACK)(handle_start_modal)

@@ -12,9 +12,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class AppProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    """A Python module run as its own process (default: the app, ``python -m bot run``)."""
+
+    def __init__(
+        self, env: dict[str, str], log_path: Path, *, argv: tuple[str, ...] = ("bot", "run")
+    ) -> None:
         self.env = env
         self.log_path = log_path
+        self.argv = argv
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> AppProcess:
@@ -25,8 +30,7 @@ class AppProcess:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "bot",
-            "run",
+            *self.argv,
             cwd=str(ROOT),
             env=env,
             stdout=log,
@@ -40,6 +44,10 @@ class AppProcess:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.returncode
 
     async def kill(self) -> None:
         """kill -9: no shutdown code runs."""
