@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Sequence
 
 from bot.jobs.context import FlowContext
 from bot.jobs.delivery import deliver
@@ -37,7 +38,7 @@ class ProgressReporter:
         self.last = self.started
         self.updates = 0
 
-    async def __call__(self, text: str) -> None:
+    async def __call__(self, parts: Sequence[str]) -> None:
         now = self.ctx.clock()
         if (
             now - self.last < self.ctx.settings.progress_interval_s
@@ -45,6 +46,7 @@ class ProgressReporter:
         ):
             return
         self.last = now
+        text = "".join(parts)  # only when an edit is due: per chunk this would be quadratic
         match = _TITLE.search(text)
         title = match.group(1) if match else None
         msg = blocks.generating_placeholder(

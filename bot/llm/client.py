@@ -3,6 +3,10 @@
 The SDK's own retries are off (``max_retries=0``) so every attempt is visible here and bounded;
 its 600 s default timeout is replaced by ``llm_timeout_s``. Structured outputs are requested as
 JSON schema; servers that reject ``json_schema`` are remembered and asked for ``json_object``.
+
+Streams are read through the SDK's raw streaming response and parsed here: the SDK builds a
+pydantic model per chunk, which cost about half of a replica's CPU under load (bench/README.md),
+and all we need from a chunk is its text delta and, at the end, the usage.
 """
 
 from __future__ import annotations
@@ -23,7 +27,41 @@ from bot.pipeline.prompts import ChatMessage
 
 log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
-Progress = Callable[[str], Awaitable[None]]
+# Sees the parts of the text so far (joining them is left to the caller, who throttles).
+Progress = Callable[[Sequence[str]], Awaitable[None]]
+
+
+class StreamError(Exception):
+    """The server reported an error inside an otherwise successful (200) stream."""
+
+
+def _stream_events(buffer: bytearray, data: bytes) -> list[bytes]:
+    """Append ``data``; return the complete SSE ``data:`` payloads and keep the rest buffered.
+
+    Events end with a blank line; an event's ``data:`` lines are joined with newlines (the SSE
+    rule). Comments (``:``) and other fields (``event:``, ``id:``) carry nothing we use.
+    """
+    buffer += data
+    events: list[bytes] = []
+    while True:
+        end = _event_end(buffer)
+        if end is None:
+            return events
+        raw, length = end
+        block = bytes(buffer[:raw])
+        del buffer[: raw + length]
+        lines = [line.rstrip(b"\r") for line in block.split(b"\n")]
+        payload = [line[5:].removeprefix(b" ") for line in lines if line.startswith(b"data:")]
+        if payload:
+            events.append(b"\n".join(payload))
+
+
+def _event_end(buffer: bytearray) -> tuple[int, int] | None:
+    for sep in (b"\n\n", b"\r\n\r\n"):
+        index = buffer.find(sep)
+        if index != -1:
+            return index, len(sep)
+    return None
 
 
 class LLMError(Exception):
@@ -58,14 +96,22 @@ def parse_structured(model: type[ModelT], text: str) -> ModelT:
         ) from None
 
 
+def _transport_error(exc: Exception, name: str) -> bool:
+    """Is ``exc`` the HTTP transport's ``name`` error? Read errors of a raw stream come from the
+    SDK's transport (httpx, or httpx2 in newer SDKs) unwrapped; both name their classes alike."""
+    return any(cls.__name__ == name for cls in type(exc).__mro__)
+
+
 def _classify(exc: Exception) -> LLMError:
     if isinstance(exc, LLMError):
         return exc
-    if isinstance(exc, openai.APITimeoutError | TimeoutError):
+    if isinstance(exc, openai.APITimeoutError | TimeoutError) or _transport_error(
+        exc, "TimeoutException"
+    ):
         return LLMError(
             "The story writer took too long to answer.", retryable=True, detail="timeout"
         )
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, openai.APIConnectionError) or _transport_error(exc, "TransportError"):
         return LLMError("I couldn't reach the story writer.", retryable=True, detail="connection")
     if isinstance(exc, openai.RateLimitError):
         return LLMError("The story writer is busy right now.", retryable=True, detail="429")
@@ -93,6 +139,32 @@ def _retry_after(exc: Exception) -> float | None:
         except ValueError:
             return None
     return None
+
+
+def _read_chunk(event: bytes, text: list[str]) -> tuple[bool, Usage | None]:
+    """Add one chunk's text delta to ``text``; returns (text grew, usage if this chunk has it)."""
+    try:
+        chunk = json.loads(event)
+    except ValueError:
+        raise StreamError("a stream chunk was not JSON") from None
+    if not isinstance(chunk, dict):
+        raise StreamError("a stream chunk was not an object")
+    if chunk.get("error"):
+        raise StreamError("the server reported an error mid-stream")
+    grew = False
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        content = delta.get("content") if isinstance(delta, dict) else None
+        if isinstance(content, str) and content:
+            text.append(content)
+            grew = True
+    found = chunk.get("usage")
+    if isinstance(found, dict):
+        return grew, Usage(
+            prompt_tokens=int(found.get("prompt_tokens") or 0),
+            completion_tokens=int(found.get("completion_tokens") or 0),
+        )
+    return grew, None
 
 
 class LLMClient:
@@ -164,24 +236,23 @@ class LLMClient:
         async def call() -> StoryDraft:
             nonlocal usage
             text: list[str] = []
-            stream = await self._create(
+            stream: Any = self._client.chat.completions.with_streaming_response.create
+            async with stream(
                 model=self.model,
                 messages=list(messages),
                 response_format=self._format(StoryDraft),
                 stream=True,
                 stream_options={"include_usage": True},
-            )
-            async for chunk in stream:
-                if chunk.usage is not None:
-                    usage = Usage(
-                        prompt_tokens=chunk.usage.prompt_tokens,
-                        completion_tokens=chunk.usage.completion_tokens,
-                    )
-                for choice in chunk.choices:
-                    if choice.delta.content:
-                        text.append(choice.delta.content)
-                        if on_progress is not None:
-                            await on_progress("".join(text))
+            ) as response:
+                buffer = bytearray()
+                async for data in response.http_response.aiter_bytes():
+                    for event in _stream_events(buffer, data):
+                        if event.strip() == b"[DONE]":
+                            return parse_structured(StoryDraft, "".join(text))
+                        grew, found = _read_chunk(event, text)
+                        usage = found or usage
+                        if grew and on_progress is not None:
+                            await on_progress(text)
             return parse_structured(StoryDraft, "".join(text))
 
         draft = await self._with_retries(call)
