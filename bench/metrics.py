@@ -347,6 +347,8 @@ def key_category(key: str) -> str:
         return "dedupe keys (24 h)"
     if key.startswith("sl:done:"):
         return "done markers"
+    if ":eager:" in key:
+        return "eager-lane placeholder markers (1 h)"
     if key.startswith("sl:llm:"):
         return "LLM result cache (24 h)"
     for suffix, name in (

@@ -266,9 +266,14 @@ async def _intake_probe(
     ctx: Ctx, emu: BenchEmulator, mon: MonitorCapture, thread: tuple[str, str], probe: Any
 ) -> dict[str, Any]:
     """The real handlers, built exactly as in production, with no worker running: every
-    command Redis sees while one trigger is acked belongs to its intake."""
+    command Redis sees while one trigger is acked belongs to its intake.
+
+    The eager lane is off here: it starts *after* the ack (it is job work, done by the
+    listener instead of a worker), and MONITOR's time window could not tell its commands apart.
+    """
+    env = {**ctx.extra_env, "STORYLOOP_EAGER": "false"}
     settings = settings_from(
-        storyloop_env(emu, ctx.llm.base_url, ctx.redis.url, mode="socket", extra=ctx.extra_env)
+        storyloop_env(emu, ctx.llm.base_url, ctx.redis.url, mode="socket", extra=env)
     )
     rt = build_runtime(settings, ctx.redis.url)
     handler = await start_socket_mode(rt)

@@ -19,6 +19,7 @@ import handlers
 from bot.config import Settings
 from bot.jobs.context import FlowContext
 from bot.jobs.crashpoints import CrashPoints
+from bot.jobs.eager import EagerLane
 from bot.jobs.flows import Flows
 from bot.jobs.worker import Worker
 from bot.llm.client import LLMClient
@@ -66,6 +67,7 @@ class Runtime:
 
     http: aiohttp.ClientSession
     identity: BotIdentity
+    eager: EagerLane | None = None
 
     async def close(self) -> None:
         await self.llm.close()
@@ -154,14 +156,16 @@ def build_runtime(settings: Settings, redis_url: str) -> Runtime:
         settings=settings, repo=repo, gateway=SlackGateway(client, repo), llm=llm, crash=crash
     )
     consumer = f"{socket.gethostname()}-{os.getpid()}"
+    flows = Flows(ctx)
     worker = Worker(
         JobQueue(redis, consumer),
-        Flows(ctx),
+        flows,
         concurrency=settings.workers,
         lease_s=settings.lease_s,
         max_deliveries=settings.max_deliveries,
     )
     identity = BotIdentity(client)
-    services = HandlerServices(settings=settings, intake=intake, crash=crash)
+    eager = EagerLane(flows, lease_s=settings.lease_s) if settings.eager else None
+    services = HandlerServices(settings=settings, intake=intake, crash=crash, eager=eager)
     app = build_app(settings, services, client, identity)
-    return Runtime(settings, redis, app, worker, llm, client, http, identity)
+    return Runtime(settings, redis, app, worker, llm, client, http, identity, eager)

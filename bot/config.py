@@ -69,6 +69,8 @@ class Settings(BaseSettings):
         default=20.0, gt=0, validation_alias="STORYLOOP_SOCKET_CONNECT_TIMEOUT"
     )
     worker_thread: bool = Field(default=True, validation_alias="STORYLOOP_WORKER_THREAD")
+    # The listener shows a trigger's first change itself right after the ack (bot/jobs/eager.py).
+    eager: bool = Field(default=True, validation_alias="STORYLOOP_EAGER")
     crash_point: str | None = Field(default=None, validation_alias="STORYLOOP_CRASH_POINT")
 
     @property

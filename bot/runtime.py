@@ -178,6 +178,8 @@ async def serve(settings: Settings, redis_url: str) -> None:
                 await handler.close_async()  # type: ignore[no-untyped-call]
         if runner is not None:
             await runner.cleanup()
+        if rt.eager is not None:
+            await rt.eager.stop()
         if worker_thread is not None:
             await asyncio.to_thread(worker_thread.stop)
         else:

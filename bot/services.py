@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.config import Settings
 from bot.jobs.crashpoints import CrashPoints
 from bot.pipeline.triggers import Trigger
 from storage.intake import Intake
+
+if TYPE_CHECKING:
+    from bot.jobs.eager import EagerLane
 
 log = logging.getLogger(__name__)
 
@@ -18,16 +22,22 @@ class HandlerServices:
     settings: Settings
     intake: Intake
     crash: CrashPoints
+    eager: EagerLane | None = None
 
     async def record(self, trigger: Trigger) -> bool:
         """Durably record a command/click/modal trigger; False (logged) if storage failed.
 
-        The handler acks either way: with its usual answer, or with a friendly error.
+        The handler acks either way: with its usual answer, or with a friendly error. When the
+        intake took the session's lease, the eager lane starts showing the first change; its
+        task runs once the handler has returned its ack.
         """
+        lease_ms = self.eager.lease_ms if self.eager is not None else 0
         try:
-            await self.intake.submit(trigger)
+            recorded = await self.intake.submit(trigger, eager_lease_ms=lease_ms)
         except Exception:
             log.exception("intake failed for %s", trigger.kind)
             return False
         self.crash.reach("after_intake")
+        if recorded.fence and self.eager is not None:
+            self.eager.start(trigger, recorded.fence)
         return True

@@ -8,6 +8,7 @@ command all collapse into one job.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from enum import Enum
 
 from pydantic import TypeAdapter
@@ -31,20 +32,41 @@ class Outcome(Enum):
     NOT_OURS = "not_ours"  # a thread reply in a thread no session owns
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What the intake did with a trigger; ``fence`` > 0: the eager lane holds the session."""
+
+    outcome: Outcome
+    fence: int = 0
+
+
 class Intake:
     def __init__(self, scripts: Scripts, *, session_ttl_s: int) -> None:
         self._scripts = scripts
         self._session_ttl_s = session_ttl_s
 
-    async def submit(self, trigger: Trigger) -> Outcome:
-        """Record a command or click trigger (dedupe + enqueue, atomically)."""
+    async def submit(self, trigger: Trigger, *, eager_lease_ms: int = 0) -> Recorded:
+        """Record a command or click trigger (dedupe + enqueue, atomically).
+
+        With ``eager_lease_ms`` the same script also takes the session's lease when it is free,
+        so the listener can show the first change itself right after the ack (bot/jobs/eager.py).
+        """
+        team, sid = trigger.team_id, trigger.session_id
+        script_keys = [keys.dedupe(team, trigger.job_id), keys.JOBS_STREAM]
+        args: list[object] = [trigger.job_id, trigger.model_dump_json(), keys.DEDUPE_TTL_S]
+        if eager_lease_ms > 0:
+            script_keys += [
+                keys.lock(team, sid),
+                keys.fence(team, sid),
+                keys.session(team, sid),
+                keys.eager(team, trigger.job_id),
+            ]
+            args += [eager_lease_ms, self._session_ttl_s, keys.DEDUPE_TTL_S, keys.EAGER_TTL_S]
         async with asyncio.timeout(INTAKE_TIMEOUT_S):
-            done = await self._scripts.run(
-                "intake",
-                [keys.dedupe(trigger.team_id, trigger.job_id), keys.JOBS_STREAM],
-                [trigger.job_id, trigger.model_dump_json(), keys.DEDUPE_TTL_S],
-            )
-        return Outcome.ENQUEUED if int(done) == 1 else Outcome.DUPLICATE
+            done, fence = await self._scripts.run("intake", script_keys, args)
+        if int(done) != 1:
+            return Recorded(Outcome.DUPLICATE)
+        return Recorded(Outcome.ENQUEUED, int(fence))
 
     async def submit_feedback(
         self, feedback: Feedback, turn: Turn, *, replying_to_us: bool = False

@@ -74,3 +74,11 @@ def stage_queue(stage: str) -> str:
 def done(job_id: str) -> str:
     """Set in the same commit that finishes a job: what is left to deliver if we crash after."""
     return f"sl:done:{job_id}"
+
+
+def eager(team_id: str, job_id: str) -> str:
+    """How the listener's eager lane left a job: running (or died), shown, handed."""
+    return f"{_t(team_id)}:eager:{job_id}"
+
+
+EAGER_TTL_S = 3600  # a job waits for a worker for seconds, not hours

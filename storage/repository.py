@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from redis.asyncio import Redis
@@ -24,6 +25,12 @@ class CommitConflict(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class EagerState(StrEnum):
+    RUNNING = "running"  # still running, or died / lost its lease: it may have posted
+    SHOWN = "shown"  # handed over with the job's placeholder showing
+    HANDED = "handed"  # handed over (finished, or stopped before posting anything)
 
 
 @dataclass
@@ -156,6 +163,22 @@ class Repository:
 
     async def release(self, team_id: str, session_id: str, token: int) -> None:
         await self.scripts.run("release", [keys.lock(team_id, session_id)], [token])
+
+    async def handoff(
+        self, team_id: str, session_id: str, token: int, job_id: str, state: EagerState
+    ) -> bool:
+        """The eager lane gives the lease back, saying how it left the job."""
+        done = await self.scripts.run(
+            "handoff",
+            [keys.lock(team_id, session_id), keys.eager(team_id, job_id)],
+            [token, keys.EAGER_TTL_S, state.value],
+        )
+        return bool(done)
+
+    async def eager_state(self, team_id: str, job_id: str) -> EagerState | None:
+        """What the eager lane did with a job; None if it never ran it."""
+        raw = await self.redis.get(keys.eager(team_id, job_id))
+        return EagerState(raw) if raw in set(EagerState) else None
 
     # --- delivery ledger (placeholder-then-update) ---------------------------------------
     async def message_ts(self, session: Session, slot: str) -> str | None:

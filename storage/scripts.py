@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 _LUA = Path(__file__).with_name("lua")
-NAMES = ("intake", "intake_feedback", "commit", "acquire", "renew", "release")
+NAMES = ("intake", "intake_feedback", "commit", "acquire", "renew", "release", "handoff")
 
 
 @cache

@@ -13,7 +13,7 @@ import logging
 from bot.jobs.context import FlowContext
 from bot.jobs.delivery import deliver
 from bot.jobs.generation import fail, generate
-from bot.jobs.model import Job
+from bot.jobs.model import Deferred, Job
 from bot.llm.client import LLMError
 from bot.pipeline import prompts
 from bot.pipeline import review as say
@@ -64,7 +64,10 @@ class Flows:
     # --- /story -----------------------------------------------------------------------------
     async def start(self, job: Job, t: StartSession) -> None:
         ctx = self.ctx
-        s = await ctx.repo.get(t.team_id, t.session_id)
+        # The eager lane runs a /story just recorded, under the lease the intake took: nobody
+        # can have created its session yet (if somebody did, the commit below refuses).
+        s = None if job.eager else await ctx.repo.get(t.team_id, t.session_id)
+        fresh_session = s is None
         if s is None:
             now = ctx.clock()
             fresh = Session(
@@ -85,7 +88,12 @@ class Flows:
         if s.thread_ts is None:
             try:
                 ts = await ctx.gateway.post_once(
-                    s, "card", blocks.session_card(s), thread_ts=None, recover=job.recover
+                    s,
+                    "card",
+                    blocks.session_card(s),
+                    thread_ts=None,
+                    recover=job.recover,
+                    fresh=fresh_session,
                 )
             except NotPostable as exc:
                 await ctx.commit(job, s, status=Status.UNPOSTABLE, active_job=None)
@@ -182,6 +190,8 @@ class Flows:
             return FeedbackAnswer.model_validate(data["answer"]), Usage.model_validate(
                 data["usage"]
             )
+        if job.eager:
+            raise Deferred  # LLM calls are a worker's
         current = await ctx.repo.version(s, s.version) if s.version else None
         messages = prompts.feedback_messages(
             s, current.story if current else None, history[: s.answered_until], pending

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from bot.jobs.context import FlowContext
 from bot.jobs.delivery import deliver
-from bot.jobs.model import Job
+from bot.jobs.model import Deferred, Job
 from bot.llm.client import LLMError
 from bot.pipeline import prompts
 from bot.pipeline.drafts import StoryDraft, to_story
@@ -78,8 +78,10 @@ async def generate(ctx: FlowContext, job: Job, session: Session, *, regenerating
         )
         ctx.crash.reach("after_placeholder_post")
         s = await ctx.commit(job, s, story_message_ts=ts)
-    else:
+    elif not job.shown:
         await ctx.gateway.update(s, s.story_message_ts, placeholder)
+    if job.eager:
+        raise Deferred  # the placeholder is up; the LLM call is a worker's
     assert s.story_message_ts is not None
 
     history = await ctx.repo.history(s)

@@ -14,8 +14,16 @@ class Job:
     entry_id: str
     deliveries: int  # 1 on first delivery; more after a crash or a lost lease
     fence: int  # the session lease token every commit of this job is checked against
+    # Run by the listener's eager lane: stop (raise Deferred) where a worker's work begins.
+    eager: bool = False
+    # The eager lane already showed this job's placeholder: the worker doesn't edit it again.
+    shown: bool = False
 
     @property
     def recover(self) -> bool:
         """A re-delivered job looks in Slack for posts an earlier attempt may have made."""
         return self.deliveries > 1
+
+
+class Deferred(Exception):
+    """The eager lane reached the work that belongs to a worker (an LLM call) and stops."""

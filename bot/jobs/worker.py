@@ -22,7 +22,7 @@ from bot.logs import correlation_id
 from bot.slack.gateway import LeaseLost, lease_guard
 from storage.intake import TRIGGER
 from storage.queue import JobQueue, QueuedJob
-from storage.repository import CommitConflict
+from storage.repository import CommitConflict, EagerState
 
 log = logging.getLogger(__name__)
 LOCK_POLL_S = 0.05
@@ -59,6 +59,8 @@ class Worker:
     async def stop(self, grace_s: float = 20.0) -> None:
         """Stop taking work; running jobs get ``grace_s`` to finish; the rest is reclaimed later."""
         self._stopping.set()
+        if not self._loops:
+            return  # never started (a listener-only runtime)
         _done, stuck = await asyncio.wait(self._loops, timeout=1.0)  # a read blocks ≤ 0.5 s
         for task in stuck:
             task.cancel()  # waiting for a slot: holds no job
@@ -138,8 +140,18 @@ class Worker:
             lease.fence = fence
             lease_guard.set(lambda: self.repo.holds(team, sid, fence))
             self.flows.ctx.crash.reach("after_claim")
-            job = Job(queued.job_id, trigger, queued.entry_id, queued.deliveries, fence)
-            marker = await self.repo.done(job.id)
+            marker = await self.repo.done(queued.job_id)
+            eager = await self.repo.eager_state(team, queued.job_id) if marker is None else None
+            job = Job(
+                queued.job_id,
+                trigger,
+                queued.entry_id,
+                # An eager attempt that never handed over counts as a delivery: it may have
+                # posted before it died, so this one looks in Slack first (Job.recover).
+                queued.deliveries + (1 if eager is EagerState.RUNNING else 0),
+                fence,
+                shown=eager is EagerState.SHOWN,
+            )
             if marker is not None:
                 await self._replay(job, marker)
             elif queued.deliveries > self.max_deliveries:
@@ -195,8 +207,8 @@ class Worker:
     async def _replay(self, job: Job, marker: dict[str, Any]) -> None:
         """The job committed before a crash: replay only its delivery steps."""
         steps = [str(step) for step in marker.get("deliver") or []]
-        if not steps:
-            return
+        if not steps or marker.get("delivered"):
+            return  # nothing to show, or the eager lane showed it all
         s = await self.repo.get(job.trigger.team_id, job.trigger.session_id)
         if s is not None:
             await deliver(self.flows.ctx, job, s, steps)

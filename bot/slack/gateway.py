@@ -95,9 +95,14 @@ class SlackGateway:
         *,
         thread_ts: str | None,
         recover: bool = False,
+        fresh: bool = False,
     ) -> str:
-        """Post the message for ``slot`` unless it was posted before; returns its ts."""
-        known = await self.repo.message_ts(session, slot)
+        """Post the message for ``slot`` unless it was posted before; returns its ts.
+
+        ``fresh``: the caller created the session a moment ago under its lease, so nothing can
+        have been posted for it yet (saves a Redis round trip before a session's first post).
+        """
+        known = None if fresh else await self.repo.message_ts(session, slot)
         if known:
             return known
         if recover:

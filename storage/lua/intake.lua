@@ -1,9 +1,27 @@
--- Durable intake of one trigger: dedupe and enqueue, atomically.
--- KEYS[1] dedupe key, KEYS[2] jobs stream
--- ARGV[1] job id, ARGV[2] job payload (JSON), ARGV[3] dedupe ttl (s)
--- Returns 1 when enqueued, 0 when this trigger was seen before.
+-- Durable intake of one trigger: dedupe and enqueue, atomically; optionally take the session's
+-- lease for the listener's eager lane (it shows the first change right after the ack).
+-- KEYS[1] dedupe key, KEYS[2] jobs stream; with the eager lane also
+-- KEYS[3] session lock, KEYS[4] fence counter, KEYS[5] session, KEYS[6] the job's eager marker
+-- ARGV[1] job id, ARGV[2] job payload (JSON), ARGV[3] dedupe ttl (s); with the eager lane also
+-- ARGV[4] lease (ms), ARGV[5] fence ttl for an existing session (s), ARGV[6] otherwise (s),
+-- ARGV[7] eager marker ttl (s)
+-- The marker says "running" until the lane hands the job over (handoff.lua): a worker that
+-- finds it still running knows an attempt may have posted before it died.
+-- Returns {1, fence} when enqueued (fence 0: no eager lane, or the session is busy), {0, 0}
+-- when this trigger was seen before.
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3]) then
-  return 0
+  return {0, 0}
 end
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'job', ARGV[2])
-return 1
+if #KEYS < 6 or redis.call('EXISTS', KEYS[3]) == 1 then
+  return {1, 0}
+end
+local token = redis.call('INCR', KEYS[4])
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('EXPIRE', KEYS[4], ARGV[5])
+else
+  redis.call('EXPIRE', KEYS[4], ARGV[6])
+end
+redis.call('SET', KEYS[3], token, 'PX', ARGV[4])
+redis.call('SET', KEYS[6], 'running', 'EX', ARGV[7])
+return {1, token}

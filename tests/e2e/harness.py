@@ -73,9 +73,11 @@ class AppUnderTest:
     def events_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.port}/slack/events"
 
-    async def start(self) -> AppUnderTest:
+    async def start(self, *, worker: bool = True) -> AppUnderTest:
+        """``worker=False``: the listener only (its eager lane included), no job worker."""
         self.runtime = build_runtime(self.settings, self.redis_url)
-        await self.runtime.worker.start()
+        if worker:
+            await self.runtime.worker.start()
         if self.settings.socket_mode:
             self.handler = await start_socket_mode(self.runtime)
         else:
@@ -92,6 +94,8 @@ class AppUnderTest:
             await self.runner.cleanup()
             self.runner = None
         if self.runtime is not None:
+            if self.runtime.eager is not None:
+                await self.runtime.eager.stop(grace_s=grace_s)
             await self.runtime.worker.stop(grace_s=grace_s)
             await self.runtime.close()
             self.runtime = None

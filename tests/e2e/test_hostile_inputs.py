@@ -121,8 +121,11 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> Diff:
 
 
 def is_click_record(key: str) -> bool:
-    """What recording and refusing one click may leave: its dedupe mark and its done marker."""
-    return (key.startswith("sl:t:") and ":seen:" in key) or key.startswith("sl:done:")
+    """What recording and refusing one click may leave: its dedupe mark, its done marker and
+    the eager lane's note of how it left the job (all expire)."""
+    return (key.startswith("sl:t:") and (":seen:" in key or ":eager:" in key)) or key.startswith(
+        "sl:done:"
+    )
 
 
 async def settle(redis: Redis, *, quiet_s: float = 0.15) -> None:

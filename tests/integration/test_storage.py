@@ -12,7 +12,7 @@ from bot.pipeline.triggers import Approve, Feedback, StartSession
 from storage import keys
 from storage.intake import Intake, Outcome
 from storage.queue import JobQueue
-from storage.repository import CommitConflict, Repository, Writes
+from storage.repository import CommitConflict, EagerState, Repository, Writes
 
 TTL = 3600
 
@@ -47,8 +47,8 @@ def intake(repo: Repository) -> Intake:
 
 
 async def test_intake_enqueues_once_per_trigger(redis: Redis, intake: Intake) -> None:
-    assert await intake.submit(start_trigger()) is Outcome.ENQUEUED
-    assert await intake.submit(start_trigger()) is Outcome.DUPLICATE
+    assert (await intake.submit(start_trigger())).outcome is Outcome.ENQUEUED
+    assert (await intake.submit(start_trigger())).outcome is Outcome.DUPLICATE
     assert await redis.xlen(keys.JOBS_STREAM) == 1
 
 
@@ -63,8 +63,49 @@ async def test_concurrent_identical_intake_enqueues_one(redis: Redis, intake: In
         action_ts="9.9",
     )
     results = await asyncio.gather(*(intake.submit(click) for _ in range(20)))
-    assert results.count(Outcome.ENQUEUED) == 1
+    assert [r.outcome for r in results].count(Outcome.ENQUEUED) == 1
     assert await redis.xlen(keys.JOBS_STREAM) == 1
+
+
+async def test_intake_takes_the_lease_for_the_eager_lane_only_when_free(
+    redis: Redis, intake: Intake, repo: Repository
+) -> None:
+    """One round trip records the click and, if nobody holds the session, leases it."""
+
+    def click(action_ts: str) -> Approve:
+        return Approve(
+            team_id="T1",
+            channel_id="C1",
+            user_id="U1",
+            session_id="s1",
+            version=1,
+            message_ts="1.1",
+            action_ts=action_ts,
+        )
+
+    first = await intake.submit(click("1.0"), eager_lease_ms=5000)
+    assert first.outcome is Outcome.ENQUEUED and first.fence > 0
+    assert await repo.holds("T1", "s1", first.fence)
+    second = await intake.submit(click("2.0"), eager_lease_ms=5000)
+    assert second.outcome is Outcome.ENQUEUED and second.fence == 0  # busy: the worker's job
+    again = await intake.submit(click("1.0"), eager_lease_ms=5000)
+    assert again.outcome is Outcome.DUPLICATE and again.fence == 0
+    assert await repo.acquire("T1", "s1", 5000) == 0  # a worker waits for the lane
+    assert await redis.pttl(keys.lock("T1", "s1")) <= 5000
+    plain = await intake.submit(click("3.0"))
+    assert plain.outcome is Outcome.ENQUEUED and plain.fence == 0
+
+    # The job's marker says an eager attempt is running until the lane hands the job over.
+    job = click("1.0").job_id
+    assert await repo.eager_state("T1", job) is EagerState.RUNNING
+    assert await repo.eager_state("T1", click("2.0").job_id) is None  # no lane ran that one
+    # Handing off frees the lease and records how the lane left the job, only while ours.
+    assert not await repo.handoff("T1", "s1", first.fence + 1, job, EagerState.SHOWN)
+    assert await repo.eager_state("T1", job) is EagerState.RUNNING
+    assert await repo.handoff("T1", "s1", first.fence, job, EagerState.SHOWN)
+    assert await repo.eager_state("T1", job) is EagerState.SHOWN
+    assert 0 < await redis.ttl(keys.eager("T1", job)) <= keys.EAGER_TTL_S
+    assert await repo.acquire("T1", "s1", 5000) > first.fence  # fences only grow
 
 
 async def test_feedback_intake_only_for_session_threads(
