@@ -13,9 +13,14 @@ _LUA = Path(__file__).with_name("lua")
 NAMES = ("intake", "intake_feedback", "commit", "acquire", "renew", "release", "handoff")
 
 
+# Scripts that use a shared Lua function get its file prepended (Redis has no includes).
+PRELUDES: dict[str, tuple[str, ...]] = {"acquire": ("lease",), "intake": ("lease",)}
+
+
 @cache
 def source(name: str) -> str:
-    return (_LUA / f"{name}.lua").read_text(encoding="utf-8")
+    parts = [*PRELUDES.get(name, ()), name]
+    return "\n".join((_LUA / f"{part}.lua").read_text(encoding="utf-8") for part in parts)
 
 
 class Scripts:

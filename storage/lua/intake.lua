@@ -13,15 +13,11 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3]) then
   return {0, 0}
 end
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'job', ARGV[2])
-if #KEYS < 6 or redis.call('EXISTS', KEYS[3]) == 1 then
+if #KEYS < 6 then
   return {1, 0}
 end
-local token = redis.call('INCR', KEYS[4])
-if redis.call('EXISTS', KEYS[5]) == 1 then
-  redis.call('EXPIRE', KEYS[4], ARGV[5])
-else
-  redis.call('EXPIRE', KEYS[4], ARGV[6])
+local token = take_lease(KEYS[3], KEYS[4], KEYS[5], ARGV[4], ARGV[5], ARGV[6])
+if token ~= 0 then
+  redis.call('SET', KEYS[6], 'running', 'EX', ARGV[7])
 end
-redis.call('SET', KEYS[3], token, 'PX', ARGV[4])
-redis.call('SET', KEYS[6], 'running', 'EX', ARGV[7])
 return {1, token}
