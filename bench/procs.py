@@ -37,28 +37,53 @@ def free_port() -> int:
 # --- /proc readers -------------------------------------------------------------------------
 
 
-def rss_kb(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of a process in KiB; (0, 0) if it is gone."""
-    rss = hwm = 0
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1])
-            elif line.startswith("VmHWM:"):
-                hwm = int(line.split()[1])
-    except OSError:
-        pass
-    return rss, hwm
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (0 if it is gone)."""
+def _stat_fields(pid: int) -> list[str] | None:
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return 0.0
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return None
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def family(pid: int) -> list[int]:
+    """``pid`` and its descendants: a Storyloop replica is a listener and a worker process."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def rss_kb(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) in KiB of a process and its descendants, summed; (0, 0) if gone."""
+    rss = hwm = 0
+    for member in family(pid):
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("VmHWM:"):
+                    hwm += int(line.split()[1])
+        except OSError:
+            pass
+    return rss, hwm
+
+
+def cpu_seconds(pid: int, *, descendants: bool = True) -> float:
+    """User + system CPU time a process (and its living descendants) has used so far."""
+    total = 0.0
+    for member in family(pid) if descendants else [pid]:
+        fields = _stat_fields(member)
+        if fields is not None:
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
 
 
 def machine_busy_seconds() -> float:
@@ -82,14 +107,19 @@ class CpuMeter:
         self.used: dict[str, float] = {}
         self._busy = 0.0
 
+    def _cpu(self, pid: int) -> float:
+        # The bench process's own children (app, baseline, LLM server, Redis) have rows of
+        # their own; every other process counts with its descendants (the app's worker).
+        return cpu_seconds(pid, descendants=pid != os.getpid())
+
     def start(self) -> CpuMeter:
-        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.before = {name: self._cpu(pid) for name, pid in self.pids.items()}
         self._busy = machine_busy_seconds()
         return self
 
     def stop(self) -> dict[str, float]:
         self.used = {
-            name: round(cpu_seconds(pid) - self.before.get(name, 0.0), 2)
+            name: round(self._cpu(pid) - self.before.get(name, 0.0), 2)
             for name, pid in self.pids.items()
         }
         busy = machine_busy_seconds() - self._busy

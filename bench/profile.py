@@ -52,6 +52,7 @@ class Profiler:
             "raw",
             "--nonblocking",
             "--threads",
+            "--subprocesses",  # the replica's job worker is a child process
             "-o",
             str(self.out),
             stdout=asyncio.subprocess.DEVNULL,

@@ -135,8 +135,11 @@ def build_app(
     return app
 
 
-def build_runtime(settings: Settings, redis_url: str) -> Runtime:
-    """Everything a replica needs. Call it from a running event loop (it opens an HTTP session)."""
+def build_runtime(settings: Settings, redis_url: str, *, partner_pid: int | None = None) -> Runtime:
+    """Everything a replica needs. Call it from a running event loop (it opens an HTTP session).
+
+    ``partner_pid``: in a worker process, the listener's pid (crash points take both down).
+    """
     # Every job may hold a connection at once (plus heartbeats, readers, intake).
     redis = connect(redis_url, max_connections=settings.workers * 2 + 32)
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
@@ -151,7 +154,7 @@ def build_runtime(settings: Settings, redis_url: str) -> Runtime:
         attempts=settings.llm_attempts,
         backoff_s=settings.llm_backoff_s,
     )
-    crash = CrashPoints(settings.crash_point)
+    crash = CrashPoints(settings.crash_point, partner=partner_pid)
     ctx = FlowContext(
         settings=settings, repo=repo, gateway=SlackGateway(client, repo), llm=llm, crash=crash
     )

@@ -11,7 +11,7 @@ from bot import logs
 from bot.checks import run_checks
 from bot.config import Settings, SettingsError, load_settings
 from bot.localredis import LocalRedisError, start_local_redis
-from bot.runtime import StartupError, serve
+from bot.runtime import ReplicaFailed, StartupError, serve
 
 
 def _settings() -> Settings:
@@ -41,6 +41,9 @@ def run() -> int:
         asyncio.run(serve(settings, url))
     except (StartupError, LocalRedisError) as exc:
         print(f"Storyloop can't start: {exc}", file=sys.stderr)
+        return 1
+    except ReplicaFailed as exc:
+        print(f"Storyloop stopped: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass

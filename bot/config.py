@@ -68,7 +68,11 @@ class Settings(BaseSettings):
     socket_connect_timeout_s: float = Field(
         default=20.0, gt=0, validation_alias="STORYLOOP_SOCKET_CONNECT_TIMEOUT"
     )
-    worker_thread: bool = Field(default=True, validation_alias="STORYLOOP_WORKER_THREAD")
+    # Where a replica runs its job worker: its own process (default: token handling can't hold
+    # the listener's GIL), a thread of the listener's process, or the listener's own loop.
+    worker_mode: Literal["process", "thread", "inline"] = Field(
+        default="process", validation_alias="STORYLOOP_WORKER_MODE"
+    )
     # The listener shows a trigger's first change itself right after the ack (bot/jobs/eager.py).
     eager: bool = Field(default=True, validation_alias="STORYLOOP_EAGER")
     crash_point: str | None = Field(default=None, validation_alias="STORYLOOP_CRASH_POINT")

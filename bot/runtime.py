@@ -1,4 +1,5 @@
-"""Running a replica: Socket Mode or HTTP, the worker beside it, and a graceful SIGTERM.
+"""Running a replica: Socket Mode or HTTP, the worker beside it (its own process by default,
+``bot/workerproc.py``), and a graceful SIGTERM.
 
 On SIGTERM the replica stops taking Slack requests and jobs, lets running jobs finish for a
 grace period and leaves the rest pending in Redis, where another replica (or this one after
@@ -21,6 +22,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot.app import Runtime, build_runtime
 from bot.config import Settings
+from bot.workerproc import WorkerProcess, WorkerProcessError
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +31,21 @@ class StartupError(Exception):
     """The replica could not start; the message tells the admin what to fix."""
 
 
-async def _wait_for_signal() -> None:
+class ReplicaFailed(Exception):
+    """The replica stopped because a part of it died (its worker process)."""
+
+
+async def _wait_for_signal(or_until: asyncio.Event) -> None:
+    """Until SIGTERM / SIGINT, or until ``or_until`` is set."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    waits = {asyncio.create_task(stop.wait()), asyncio.create_task(or_until.wait())}
+    _done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
 
 
 async def start_socket_mode(rt: Runtime) -> AsyncSocketModeHandler:
@@ -151,7 +161,18 @@ async def serve(settings: Settings, redis_url: str) -> None:
             "app is installed in the workspace."
         ) from exc
     worker_thread: WorkerThread | None = None
-    if settings.worker_thread:
+    worker_process: WorkerProcess | None = None
+    worker_died = asyncio.Event()
+    if settings.worker_mode == "process":
+        worker_process = WorkerProcess(settings, redis_url)
+        worker_process.start()  # from this (the main) thread: see WorkerProcess.start
+        try:
+            await asyncio.to_thread(worker_process.wait_ready)
+        except WorkerProcessError as exc:
+            await rt.close()
+            raise StartupError(str(exc)) from None
+        asyncio.get_running_loop().add_reader(worker_process.sentinel, worker_died.set)
+    elif settings.worker_mode == "thread":
         sys.setswitchinterval(0.001)  # hand the GIL over quickly when a Slack request arrives
         worker_thread = WorkerThread(settings, redis_url)
         try:
@@ -170,9 +191,15 @@ async def serve(settings: Settings, redis_url: str) -> None:
         else:
             runner = await start_http(rt)
             log.info("Storyloop is listening on :%d/slack/events (HTTP mode)", settings.port)
-        await _wait_for_signal()
-        log.info("shutting down: no new work; finishing running jobs")
+        await _wait_for_signal(worker_died)
+        if worker_died.is_set():
+            log.error("the job worker process stopped; stopping the replica")
+        else:
+            log.info("shutting down: no new work; finishing running jobs")
     finally:
+        if worker_process is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(worker_process.sentinel)
         if handler is not None:
             with contextlib.suppress(Exception):
                 await handler.close_async()  # type: ignore[no-untyped-call]
@@ -180,8 +207,16 @@ async def serve(settings: Settings, redis_url: str) -> None:
             await runner.cleanup()
         if rt.eager is not None:
             await rt.eager.stop()
-        if worker_thread is not None:
+        if worker_process is not None:
+            await asyncio.to_thread(worker_process.stop)
+        elif worker_thread is not None:
             await asyncio.to_thread(worker_thread.stop)
         else:
             await rt.worker.stop()
         await rt.close()
+    if worker_died.is_set():
+        code = worker_process.exitcode if worker_process is not None else None
+        raise ReplicaFailed(
+            f"the job worker process stopped unexpectedly (exit code {code}); "
+            "jobs it held are taken over by other replicas or after a restart"
+        )

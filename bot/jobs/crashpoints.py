@@ -19,14 +19,20 @@ POINTS = (
 
 
 class CrashPoints:
-    def __init__(self, spec: str | None) -> None:
+    """``partner``: the replica's other process (the listener, seen from a worker process) —
+    a crash point stands for the replica crashing, so it takes both down, the partner first."""
+
+    def __init__(self, spec: str | None, *, partner: int | None = None) -> None:
         name, _, nth = (spec or "").partition("@")
         self.name = name or None
         self.remaining = int(nth) if nth.isdigit() else 1
+        self.partner = partner
 
     def reach(self, point: str) -> None:
         if point != self.name:
             return
         self.remaining -= 1
         if self.remaining <= 0:
+            if self.partner is not None:
+                os.kill(self.partner, signal.SIGKILL)
             os.kill(os.getpid(), signal.SIGKILL)

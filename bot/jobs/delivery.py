@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from bot.jobs.context import FlowContext
-from bot.jobs.model import Job
+from bot.jobs.model import Deferred, Job
 from bot.pipeline.models import Session, Stage, Status
 from bot.slack import blocks
 from bot.slack.blocks import StoryState
@@ -19,7 +19,13 @@ log = logging.getLogger(__name__)
 
 
 async def deliver(ctx: FlowContext, job: Job, session: Session, steps: list[str]) -> None:
+    """Show ``steps`` in order. The eager lane shows only the first (the first visible change)
+    and leaves the rest — re-rendering whole stories is CPU the listener needs for acks — to
+    the worker, which replays the job's done marker."""
     s = session
+    if job.eager and len(steps) > 1:
+        await deliver(ctx, job, s, steps[:1])
+        raise Deferred
     for step in steps:
         try:
             s = await _step(ctx, job, s, step)

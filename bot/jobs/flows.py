@@ -244,7 +244,9 @@ class Flows:
         if refusal:
             await self.refuse(job, t, refusal)
             return
-        steps = ["story", "card", "approved"]
+        # The notice first: it is the quick, visible answer to the click (the eager lane posts
+        # it); re-rendering the story without its buttons and the card follow.
+        steps = ["approved", "story", "card"]
         upcoming = next_stage(s.stage)
         next_job = f"stage:{s.team_id}:{s.id}:{upcoming}"
         s = await ctx.commit(

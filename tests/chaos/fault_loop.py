@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import random
 import shutil
 import sys
@@ -146,6 +147,19 @@ class FaultLoop:
             print(text, flush=True)
 
     # --- the world ------------------------------------------------------------------------------
+
+    def _dump_slack(self, workdir: Path) -> None:
+        """Every Web API call and every message, beside the logs, for a failed run's autopsy."""
+        with (workdir / "slack-calls.jsonl").open("w") as out:
+            for call in self.emu.calls:
+                params = {k: v for k, v in call.params.items() if k not in ("blocks", "token")}
+                row = {"at": round(call.at, 3), "method": call.method, "ok": call.ok}
+                out.write(json.dumps({**row, "error": call.error, "params": params}) + "\n")
+        with (workdir / "slack-messages.jsonl").open("w") as out:
+            for msg in self.emu.messages:
+                row = {"ts": msg.ts, "thread_ts": msg.thread_ts, "deleted": msg.deleted}
+                out.write(json.dumps({**row, "metadata": msg.metadata, "text": msg.text[:80]}))
+                out.write("\n")
 
     async def _setup(self, workdir: Path) -> None:
         self.redis_server = RedisServer(workdir / "redis")
@@ -448,6 +462,8 @@ class FaultLoop:
                 self.emu, self.redis, timeout=cfg.quiesce_timeout, settle=2.0
             )
             report = await check(self.emu, self.redis, self.trace)
+            if not report.ok:
+                self._dump_slack(workdir)
         finally:
             for task in [*self._tasks, *self._faults]:
                 task.cancel()

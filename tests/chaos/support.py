@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import time
 from pathlib import Path
@@ -93,14 +92,16 @@ class Replica:
             await self.proc.terminate(timeout)
 
     def stop(self) -> None:
-        """SIGSTOP: the process freezes (a GC pause, a frozen VM); its leases run out."""
+        """SIGSTOP: the replica freezes (a frozen VM or container); its leases run out."""
         if self.alive:
-            os.kill(self.pid, signal.SIGSTOP)
+            assert self.proc is not None
+            self.proc.signal_group(signal.SIGSTOP)
             self.stopped = True
 
     def cont(self) -> None:
         if self.alive and self.stopped:
-            os.kill(self.pid, signal.SIGCONT)
+            assert self.proc is not None
+            self.proc.signal_group(signal.SIGCONT)
         self.stopped = False
 
     def log(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -36,6 +37,9 @@ class AppProcess:
             stdout=log,
             stderr=log,
             stdin=asyncio.subprocess.DEVNULL,
+            # Its own process group: a replica is a listener and a worker process, and kill -9,
+            # SIGSTOP and SIGCONT go to both, as when a host or container dies or freezes.
+            start_new_session=True,
         )
         log.close()
         return self
@@ -49,11 +53,18 @@ class AppProcess:
     def returncode(self) -> int | None:
         return None if self.proc is None else self.proc.returncode
 
+    def signal_group(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the whole replica (its process group)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, sig)
+
     async def kill(self) -> None:
-        """kill -9: no shutdown code runs."""
+        """kill -9 of the whole replica: no shutdown code runs."""
         if self.proc and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGKILL)
+            self.signal_group(signal.SIGKILL)
             await self.proc.wait()
+        elif self.proc is not None:
+            self.signal_group(signal.SIGKILL)  # a worker process left behind
 
     async def terminate(self, timeout: float = 30) -> int | None:
         """SIGTERM, as a redeploy does; returns the exit code."""

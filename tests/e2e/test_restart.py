@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -121,3 +123,76 @@ async def test_sigterm_shuts_down_gracefully(
     code = await proc.terminate(timeout=30)
     assert code == 0, proc.log()
     assert "shutting down" in proc.log()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _worker_of(pid: int) -> int:
+    """The replica's job worker: the child running bot.workerproc (spawned interpreters)."""
+    for child in _children(pid):
+        try:
+            cmdline = (Path("/proc") / str(child) / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:  # (the other child is multiprocessing's resource tracker)
+            return child
+    raise AssertionError(f"no worker process under {pid}: children {_children(pid)}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().split(") ")[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+async def test_the_worker_is_its_own_process_and_dies_with_the_listener(
+    emu: SlackEmulator, llm: FakeLLM, redis_server: RedisServer, redis: Redis, tmp_path: Path
+) -> None:
+    """One replica, two processes: kill -9 of the listener alone takes the worker with it."""
+    env = app_env(emu, llm, redis_server.url, mode="socket")
+    proc = await AppProcess(env, tmp_path / "app.log").start()
+    try:
+        await emu.wait_connected(timeout=20)
+        await start_story(emu)  # the story is written by the worker process
+        worker = _worker_of(proc.pid)
+        assert _alive(worker)
+        assert proc.proc is not None
+        proc.proc.kill()  # the listener only, not its process group
+        await proc.proc.wait()
+        for _ in range(50):
+            if not _alive(worker):
+                break
+            await asyncio.sleep(0.1)
+        assert not _alive(worker), "the worker outlived its listener"
+    finally:
+        await proc.kill()
+
+
+async def test_a_dead_worker_stops_the_replica_with_a_clear_message(
+    emu: SlackEmulator, llm: FakeLLM, redis_server: RedisServer, redis: Redis, tmp_path: Path
+) -> None:
+    """A replica without its worker would ack and never answer: it stops, so it is restarted."""
+    env = app_env(emu, llm, redis_server.url, mode="socket")
+    proc = await AppProcess(env, tmp_path / "app.log").start()
+    try:
+        await emu.wait_connected(timeout=20)
+        os.kill(_worker_of(proc.pid), signal.SIGKILL)
+        assert await proc.wait_exit(timeout=20) == 1, proc.log()
+        log = proc.log()
+        assert "the job worker process stopped unexpectedly" in log, log
+        assert "Traceback" not in log, log
+    finally:
+        await proc.kill()

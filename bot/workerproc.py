@@ -1,0 +1,118 @@
+"""The job worker as its own process, beside the listener: one replica, two processes.
+
+Why a process: the worker handles every streamed LLM token (parsing, progress, Redis) — most of
+a replica's CPU under load — and, on a thread, it held the GIL the listener needs to ack. With
+the worker in its own process the listener has a GIL of its own and acks at once.
+
+The two still live and die as one replica: the worker asks the kernel to SIGKILL it when the
+listener dies (``PR_SET_PDEATHSIG``, Linux; elsewhere it notices its parent changed), a crash
+point in the worker takes the listener down first, and the listener stops (exit 1) if its worker
+dies, so a supervisor restarts the replica whole. SIGTERM goes to the listener, which stops
+taking requests and then asks the worker to finish its running jobs (SIGTERM, grace period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from multiprocessing.synchronize import Event
+
+from bot import logs
+from bot.app import build_runtime
+from bot.config import Settings
+
+log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1
+READY_TIMEOUT_S = 30.0
+
+
+class WorkerProcessError(Exception):
+    """The worker process could not start, or stopped on its own."""
+
+
+class WorkerProcess:
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork of a running event loop
+        self._ready: Event = context.Event()
+        self.process = context.Process(
+            target=worker_main,
+            args=(settings, redis_url, os.getpid(), self._ready),
+            name="storyloop-worker",
+        )
+
+    def start(self) -> None:
+        """Start the process. Call it from the main thread: the kernel's parent-death signal
+        belongs to the thread that created the child."""
+        self.process.start()
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Block until the worker is reading jobs (run it in a thread)."""
+        if not self._ready.wait(timeout_s) or not self.process.is_alive():
+            self.process.kill()
+            raise WorkerProcessError("the job worker process could not start (see its log above)")
+
+    @property
+    def sentinel(self) -> int:
+        return self.process.sentinel
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.process.exitcode
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        """SIGTERM: running jobs get ``grace_s`` to finish; the rest stay pending in Redis."""
+        if self.process.is_alive() and self.process.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGTERM)
+        self.process.join(grace_s + 10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent (the listener) dies, however it dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def worker_main(settings: Settings, redis_url: str, listener_pid: int, ready: Event) -> None:
+    """The worker process's entry point (spawned: a fresh interpreter)."""
+    _die_with_parent()
+    if os.getppid() != listener_pid:
+        return  # the listener died before we could ask to follow it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the listener decides
+    logs.setup(settings.log_level, settings.secrets())
+    try:
+        asyncio.run(_serve_jobs(settings, redis_url, listener_pid, ready))
+    except Exception:
+        log.exception("the job worker stopped")
+        raise SystemExit(1) from None
+
+
+async def _serve_jobs(settings: Settings, redis_url: str, listener_pid: int, ready: Event) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    rt = build_runtime(settings, redis_url, partner_pid=listener_pid)
+    try:
+        await rt.worker.start()
+        ready.set()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            if os.getppid() != listener_pid:
+                log.error("the listener is gone; stopping the worker")
+                break
+        await rt.worker.stop(grace_s=20.0)
+    finally:
+        await rt.close()
