@@ -3,11 +3,11 @@
 A recorded trigger waits on the jobs stream for a worker: a durable hop, a free job slot and
 the session lease stand between the click and anything the user sees. For the part of a job
 that is cheap — the session card and its placeholder, "Regenerating…", an approval and its
-notice, a polite refusal — that wait is most of the time to the first visible change. So when the intake script
-finds the session free it takes the lease in the same round trip, and the listener runs the job
-at once, in its own loop, up to the first LLM call or past the first delivery step
-(``Deferred``: re-rendering a whole story is CPU the listener needs for acks); then it hands the
-lease back and the worker carries on from the committed state. Jobs are re-entrant (that is how
+notice, a polite refusal — that wait is most of the time to the first visible change. So when
+the intake script finds the session free it takes the lease in the same round trip, and the
+listener runs the job at once, in its own loop, up to the first LLM call or past the first
+delivery step (``Deferred``: re-rendering a whole story is CPU the listener needs for acks);
+then it hands the lease back and the worker carries on from the committed state. Jobs are re-entrant (that is how
 a crash is recovered), so the worker does only what is left; a job the lane finished (a
 refusal) is done when the worker sees it.
 
