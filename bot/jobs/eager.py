@@ -7,9 +7,9 @@ notice, a polite refusal — that wait is most of the time to the first visible 
 the intake script finds the session free it takes the lease in the same round trip, and the
 listener runs the job at once, in its own loop, up to the first LLM call or past the first
 delivery step (``Deferred``: re-rendering a whole story is CPU the listener needs for acks);
-then it hands the lease back and the worker carries on from the committed state. Jobs are re-entrant (that is how
-a crash is recovered), so the worker does only what is left; a job the lane finished (a
-refusal) is done when the worker sees it.
+then it hands the lease back and the worker carries on from the committed state. Jobs are
+re-entrant (that is how a crash is recovered), so the worker does only what is left; a job the
+lane finished (a refusal) is done when the worker sees it.
 
 Nothing here is needed for correctness: if the listener dies mid-way the lease runs out
 (``EAGER_LEASE_S``) and the worker does the job from the stream, as it does when the session was
