@@ -39,5 +39,5 @@ class HandlerServices:
             return False
         self.crash.reach("after_intake")
         if recorded.fence and self.eager is not None:
-            self.eager.start(trigger, recorded.fence)
+            self.eager.start(trigger, recorded.fence, recorded.session)
         return True

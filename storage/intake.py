@@ -13,7 +13,7 @@ from enum import Enum
 
 from pydantic import TypeAdapter
 
-from bot.pipeline.models import Turn
+from bot.pipeline.models import Session, Turn
 from bot.pipeline.triggers import Feedback, Trigger
 from storage import keys
 from storage.scripts import Scripts
@@ -38,6 +38,8 @@ class Recorded:
 
     outcome: Outcome
     fence: int = 0
+    # With a fence: the session as the script read it while taking the lease (None: no session).
+    session: Session | None = None
 
 
 class Intake:
@@ -63,10 +65,11 @@ class Intake:
             ]
             args += [eager_lease_ms, self._session_ttl_s, keys.DEDUPE_TTL_S, keys.EAGER_TTL_S]
         async with asyncio.timeout(INTAKE_TIMEOUT_S):
-            done, fence = await self._scripts.run("intake", script_keys, args)
+            done, fence, *data = await self._scripts.run("intake", script_keys, args)
         if int(done) != 1:
             return Recorded(Outcome.DUPLICATE)
-        return Recorded(Outcome.ENQUEUED, int(fence))
+        session = Session.model_validate_json(data[0]) if data and data[0] else None
+        return Recorded(Outcome.ENQUEUED, int(fence), session)
 
     async def submit_feedback(
         self, feedback: Feedback, turn: Turn, *, replying_to_us: bool = False

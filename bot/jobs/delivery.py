@@ -59,6 +59,8 @@ async def _step(ctx: FlowContext, job: Job, s: Session, step: str) -> Session:
             blocks.approved_notice(s.approved_by, s.approved_version),
             thread_ts=s.thread_ts,
             recover=job.recover,
+            # The eager lane just committed the approval under its lease: nobody has posted it.
+            fresh=job.eager,
         )
     elif step == "failure" and s.failure and s.version > 0:
         # A failed regeneration: the story is back in review; the failure gets its own message.

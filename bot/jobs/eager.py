@@ -25,6 +25,7 @@ import logging
 from bot.jobs.flows import Flows
 from bot.jobs.model import Deferred, Job
 from bot.logs import correlation_id
+from bot.pipeline.models import Session
 from bot.pipeline.triggers import Trigger
 from bot.slack.gateway import LeaseLost, lease_guard
 from storage.repository import CommitConflict, EagerState
@@ -42,9 +43,10 @@ class EagerLane:
         self.finished = 0
         self.deferred = 0
 
-    def start(self, trigger: Trigger, fence: int) -> None:
-        """Run ``trigger``'s job now, under the lease (``fence``) the intake script took."""
-        task = asyncio.create_task(self._run(trigger, fence))
+    def start(self, trigger: Trigger, fence: int, session: Session | None) -> None:
+        """Run ``trigger``'s job now, under the lease (``fence``) the intake script took, from
+        the ``session`` the script read with it."""
+        task = asyncio.create_task(self._run(trigger, fence, session))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
@@ -57,11 +59,11 @@ class EagerLane:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _run(self, trigger: Trigger, fence: int) -> None:
+    async def _run(self, trigger: Trigger, fence: int, session: Session | None) -> None:
         token = correlation_id.set(f"{trigger.job_id}#eager")
         team, sid = trigger.team_id, trigger.session_id
         lease_guard.set(lambda: self.repo.holds(team, sid, fence))
-        job = Job(trigger.job_id, trigger, "", 0, fence, eager=True)
+        job = Job(trigger.job_id, trigger, "", 0, fence, eager=True, session=session)
         state = EagerState.RUNNING  # failed part-way: the worker looks for what it posted
         try:
             await self.flows.run(job)

@@ -221,7 +221,7 @@ class Flows:
         await generate(self.ctx, job, s, regenerating=True)
 
     async def click(self, job: Job, t: Approve | Regenerate | Retry) -> None:
-        s = await self.ctx.repo.get(t.team_id, t.session_id)
+        s = await job.load(self.ctx.repo)
         if s is None or s.channel_id != t.channel_id:
             await self.refuse(job, t, say.unknown_session())
             return

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
+from bot.pipeline.models import Session
 from bot.pipeline.triggers import Trigger
+
+
+class SessionReader(Protocol):
+    async def get(self, team_id: str, session_id: str) -> Session | None: ...
 
 
 @dataclass(frozen=True)
@@ -18,6 +24,14 @@ class Job:
     eager: bool = False
     # The eager lane already showed this job's placeholder: the worker doesn't edit it again.
     shown: bool = False
+    # Eager lane only: the session as read together with the lease (None: there is none).
+    session: Session | None = None
+
+    async def load(self, repo: SessionReader) -> Session | None:
+        """The session this job works on: the eager lane's copy, else read now."""
+        if self.eager:
+            return self.session
+        return await repo.get(self.trigger.team_id, self.trigger.session_id)
 
     @property
     def recover(self) -> bool:

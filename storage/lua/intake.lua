@@ -7,8 +7,8 @@
 -- ARGV[7] eager marker ttl (s)
 -- The marker says "running" until the lane hands the job over (handoff.lua): a worker that
 -- finds it still running knows an attempt may have posted before it died.
--- Returns {1, fence} when enqueued (fence 0: no eager lane, or the session is busy), {0, 0}
--- when this trigger was seen before.
+-- Returns {1, fence, session data} when enqueued and leased for the eager lane, {1, 0} when
+-- enqueued only (no eager lane, or the session is busy), {0, 0} when seen before.
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3]) then
   return {0, 0}
 end
@@ -17,7 +17,9 @@ if #KEYS < 6 then
   return {1, 0}
 end
 local token = take_lease(KEYS[3], KEYS[4], KEYS[5], ARGV[4], ARGV[5], ARGV[6])
-if token ~= 0 then
-  redis.call('SET', KEYS[6], 'running', 'EX', ARGV[7])
+if token == 0 then
+  return {1, 0}
 end
-return {1, token}
+redis.call('SET', KEYS[6], 'running', 'EX', ARGV[7])
+-- The session as it is now: nobody can change it while we hold the lease.
+return {1, token, redis.call('HGET', KEYS[5], 'data') or ''}

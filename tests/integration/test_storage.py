@@ -108,6 +108,26 @@ async def test_intake_takes_the_lease_for_the_eager_lane_only_when_free(
     assert await repo.acquire("T1", "s1", 5000) > first.fence  # fences only grow
 
 
+async def test_the_eager_lease_comes_with_the_session_as_it_is(
+    intake: Intake, repo: Repository
+) -> None:
+    """The intake reads the session in the round trip that leases it: the lane needs no GET."""
+    s = await repo.commit(None, make_session(sid="s2"), fence=None)
+    click = Approve(
+        team_id="T1",
+        channel_id="C1",
+        user_id="U1",
+        session_id="s2",
+        version=1,
+        message_ts="1.1",
+        action_ts="5.0",
+    )
+    recorded = await intake.submit(click, eager_lease_ms=5000)
+    assert recorded.fence and recorded.session == s
+    busy = await intake.submit(click.model_copy(update={"action_ts": "6.0"}), eager_lease_ms=5000)
+    assert busy.fence == 0 and busy.session is None
+
+
 async def test_feedback_intake_only_for_session_threads(
     redis: Redis, intake: Intake, repo: Repository
 ) -> None:
