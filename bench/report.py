@@ -344,33 +344,47 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 
 
+def _scaleout_modes(data: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Scale-out runs by worker mode (runs before worker modes existed count as "thread")."""
+    modes: dict[str, list[dict[str, Any]]] = {}
+    for x in data:
+        modes.setdefault(str(x.get("worker_mode", "thread")), []).append(x)
+    return modes
+
+
 def _render_scaleout(data: Any) -> list[str]:
     if not isinstance(data, list) or not data:
         return []
-    one = data[0].get("sessions_per_min") if data[0].get("replicas") == 1 else None
     rows = []
-    for x in data:
-        cpu = ", ".join(f"{k} {_f(v)}" for k, v in x["cpu_s"].items())
-        rows.append(
-            [
-                str(x["replicas"]),
-                _f(x["sessions_per_min"]),
-                _f(_ratio(x["sessions_per_min"], one), 2),
-                f"{x['completed_total']}/{x['started']}",
-                str(x["lost"]["acked_without_outcome"]),
-                str(x["duplicates"]["count"]),
-                str(x["version_gaps"]["count"]),
-                _f(x["acks"]["all"].get("p99")),
-                cpu,
-            ]
-        )
+    for mode, runs in _scaleout_modes(data).items():
+        one = next((x["sessions_per_min"] for x in runs if x.get("replicas") == 1), None)
+        for x in runs:
+            cpu = ", ".join(f"{k} {_f(v)}" for k, v in x["cpu_s"].items())
+            rows.append(
+                [
+                    mode,
+                    str(x["replicas"]),
+                    _f(x["sessions_per_min"]),
+                    _f(_ratio(x["sessions_per_min"], one), 2),
+                    f"{x['completed_total']}/{x['started']}",
+                    str(x["lost"]["acked_without_outcome"]),
+                    str(x["duplicates"]["count"]),
+                    str(x["version_gaps"]["count"]),
+                    _f(x["acks"]["all"].get("p99")),
+                    cpu,
+                ]
+            )
     users, window = data[0]["users"], data[0]["window_s"]
     return [
         "",
         f"### Scale-out (Socket Mode, LLM instant, {users} users back to back for {window} s)",
         "",
+        "Worker *process*: a replica is a listener and a worker process (the default); "
+        "*thread*: one process, the worker on a thread (`STORYLOOP_WORKER_MODE=thread`).",
+        "",
         _table(
             [
+                "worker",
                 "replicas",
                 "completed sessions/min",
                 "vs 1 replica",
@@ -489,26 +503,30 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
 
     scale = results.get("scaleout")
     if isinstance(scale, list) and scale:
-        by = {x["replicas"]: x for x in scale}
-        if 1 in by and 2 in by:
-            r = _ratio(by[2]["sessions_per_min"], by[1]["sessions_per_min"])
-            add(
-                "scale-out: 2 replicas ≥ 1.5x sessions/min of one (LLM latency 0)",
-                f"{_f(r, 2)}x ({_f(by[2]['sessions_per_min'])} vs "
-                f"{_f(by[1]['sessions_per_min'])}/min)",
-                None if r is None else r >= 1.5,
+        for mode, mode_runs in _scaleout_modes(scale).items():
+            by = {x["replicas"]: x for x in mode_runs}
+            name = (
+                f"scale-out: 2 replicas ≥ 1.5x sessions/min of one (LLM latency 0, worker {mode})"
             )
-        else:
-            add("scale-out: 2 replicas ≥ 1.5x sessions/min of one", "no 1+2 replica runs", None)
-        for replicas in sorted(by):
-            x = by[replicas]
-            bad = x["duplicates"]["count"] + x["version_gaps"]["count"]
-            add(
-                f"scale-out: {replicas} replica(s), 0 duplicates"
-                + (" (target at 4)" if replicas == 4 else ""),
-                f"{x['duplicates']['count']} duplicate messages, "
-                f"{x['version_gaps']['count']} version gaps, "
-                f"{x['lost']['acked_without_outcome']} lost",
-                bad == 0,
-            )
+            if 1 in by and 2 in by:
+                r = _ratio(by[2]["sessions_per_min"], by[1]["sessions_per_min"])
+                add(
+                    name,
+                    f"{_f(r, 2)}x ({_f(by[2]['sessions_per_min'])} vs "
+                    f"{_f(by[1]['sessions_per_min'])}/min)",
+                    None if r is None else r >= 1.5,
+                )
+            else:
+                add(name, "no 1+2 replica runs", None)
+            for replicas in sorted(by):
+                x = by[replicas]
+                bad = x["duplicates"]["count"] + x["version_gaps"]["count"]
+                add(
+                    f"scale-out: {replicas} replica(s), worker {mode}, 0 duplicates"
+                    + (" (target at 4)" if replicas == 4 else ""),
+                    f"{x['duplicates']['count']} duplicate messages, "
+                    f"{x['version_gaps']['count']} version gaps, "
+                    f"{x['lost']['acked_without_outcome']} lost",
+                    bad == 0,
+                )
     return out

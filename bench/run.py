@@ -120,11 +120,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--workers", type=int, default=None, help="STORYLOOP_WORKERS (app default)")
     p.add_argument("--progress-interval", type=float, default=None, help="app default: 2 s")
+    p.add_argument(
+        "--app-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the app under test (repeatable), e.g. STORYLOOP_WORKER_MODE=thread",
+    )
     p.add_argument("--rss-sessions", type=int, default=1000)
     p.add_argument("--redis-sessions", type=int, default=3, help="10-turn sessions measured")
     p.add_argument("--token-turns", type=int, default=100, help="measured session's turns")
     p.add_argument("--scaleout-users", type=int, default=48)
     p.add_argument("--scaleout-seconds", type=float, default=45.0)
+    p.add_argument(
+        "--scaleout-modes",
+        default="process,thread",
+        help="STORYLOOP_WORKER_MODE values of the scale-out runs: a replica with its worker in "
+        "its own process already uses both cores of a 2-core machine; with the worker on a "
+        "thread a replica is one process",
+    )
     p.add_argument(
         "--profile", type=int, default=None, help="py-spy the app during the N-session run"
     )
@@ -141,6 +155,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.token_turns = 10
         args.scaleout_users = 8
         args.scaleout_seconds = 6.0
+        args.scaleout_modes = "process"
         args.think = 0.0
         args.ramp = 0.2
     if args.out is None:
@@ -565,10 +580,10 @@ async def phase_rss(ctx: Ctx) -> dict[str, Any]:
 async def phase_scaleout(ctx: Ctx) -> list[dict[str, Any]]:
     a = ctx.args
     out = []
-    for replicas in a.replicas:
-        ctx.say(f"scale-out: {replicas} replica(s), {a.scaleout_users} users")
-        out.append(
-            await run_replicas(
+    for mode in [m for m in a.scaleout_modes.split(",") if m]:
+        for replicas in a.replicas:
+            ctx.say(f"scale-out: {replicas} replica(s), worker {mode}, {a.scaleout_users} users")
+            result = await run_replicas(
                 replicas,
                 llm=ctx.llm,
                 redis_url=ctx.redis.url,
@@ -576,11 +591,11 @@ async def phase_scaleout(ctx: Ctx) -> list[dict[str, Any]]:
                 log_dir=ctx.log_dir,
                 users=a.scaleout_users,
                 duration_s=a.scaleout_seconds,
-                extra_env=ctx.extra_env,
+                extra_env={**ctx.extra_env, "STORYLOOP_WORKER_MODE": mode},
                 grace_s=30 if a.quick else 60,
             )
-        )
-        ctx.say(f"  {out[-1]['sessions_per_min']} sessions/min")
+            out.append({**result, "worker_mode": mode})
+            ctx.say(f"  {out[-1]['sessions_per_min']} sessions/min")
     return out
 
 
@@ -594,6 +609,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         extra_env["STORYLOOP_WORKERS"] = str(args.workers)
     if args.progress_interval:
         extra_env["STORYLOOP_PROGRESS_INTERVAL"] = str(args.progress_interval)
+    for item in args.app_env:
+        name, _, value = item.partition("=")
+        extra_env[name.strip()] = value
     results: dict[str, Any] = {
         "command": "python -m bench.run " + " ".join(shlex.quote(x) for x in sys.argv[1:]),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
