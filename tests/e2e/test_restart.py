@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -158,14 +160,25 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-async def test_the_worker_is_its_own_process_and_dies_with_the_listener(
-    emu: SlackEmulator, llm: FakeLLM, redis_server: RedisServer, redis: Redis, tmp_path: Path
-) -> None:
-    """One replica, two processes: kill -9 of the listener alone takes the worker with it."""
+@asynccontextmanager
+async def replica_process(
+    emu: SlackEmulator, llm: FakeLLM, redis_server: RedisServer, tmp_path: Path
+) -> AsyncIterator[AppProcess]:
+    """``python -m bot run`` connected to the emulator; killed (whole group) afterwards."""
     env = app_env(emu, llm, redis_server.url, mode="socket")
     proc = await AppProcess(env, tmp_path / "app.log").start()
     try:
         await emu.wait_connected(timeout=20)
+        yield proc
+    finally:
+        await proc.kill()
+
+
+async def test_the_worker_is_its_own_process_and_dies_with_the_listener(
+    emu: SlackEmulator, llm: FakeLLM, redis_server: RedisServer, redis: Redis, tmp_path: Path
+) -> None:
+    """One replica, two processes: kill -9 of the listener alone takes the worker with it."""
+    async with replica_process(emu, llm, redis_server, tmp_path) as proc:
         await start_story(emu)  # the story is written by the worker process
         worker = _worker_of(proc.pid)
         assert _alive(worker)
@@ -177,22 +190,15 @@ async def test_the_worker_is_its_own_process_and_dies_with_the_listener(
                 break
             await asyncio.sleep(0.1)
         assert not _alive(worker), "the worker outlived its listener"
-    finally:
-        await proc.kill()
 
 
 async def test_a_dead_worker_stops_the_replica_with_a_clear_message(
     emu: SlackEmulator, llm: FakeLLM, redis_server: RedisServer, redis: Redis, tmp_path: Path
 ) -> None:
     """A replica without its worker would ack and never answer: it stops, so it is restarted."""
-    env = app_env(emu, llm, redis_server.url, mode="socket")
-    proc = await AppProcess(env, tmp_path / "app.log").start()
-    try:
-        await emu.wait_connected(timeout=20)
+    async with replica_process(emu, llm, redis_server, tmp_path) as proc:
         os.kill(_worker_of(proc.pid), signal.SIGKILL)
         assert await proc.wait_exit(timeout=20) == 1, proc.log()
         log = proc.log()
         assert "the job worker process stopped unexpectedly" in log, log
         assert "Traceback" not in log, log
-    finally:
-        await proc.kill()

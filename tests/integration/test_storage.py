@@ -30,6 +30,18 @@ def make_session(team: str = "T1", sid: str = "s1") -> Session:
     )
 
 
+def approve_click(sid: str = "s1", action_ts: str = "9.9") -> Approve:
+    return Approve(
+        team_id="T1",
+        channel_id="C1",
+        user_id="U1",
+        session_id=sid,
+        version=1,
+        message_ts="1.1",
+        action_ts=action_ts,
+    )
+
+
 def start_trigger(team: str = "T1", sid: str = "s1") -> StartSession:
     return StartSession(
         team_id=team, channel_id="C1", user_id="U1", session_id=sid, prompt="p", duration_s=30
@@ -53,15 +65,7 @@ async def test_intake_enqueues_once_per_trigger(redis: Redis, intake: Intake) ->
 
 
 async def test_concurrent_identical_intake_enqueues_one(redis: Redis, intake: Intake) -> None:
-    click = Approve(
-        team_id="T1",
-        channel_id="C1",
-        user_id="U1",
-        session_id="s1",
-        version=1,
-        message_ts="1.1",
-        action_ts="9.9",
-    )
+    click = approve_click()
     results = await asyncio.gather(*(intake.submit(click) for _ in range(20)))
     assert [r.outcome for r in results].count(Outcome.ENQUEUED) == 1
     assert await redis.xlen(keys.JOBS_STREAM) == 1
@@ -73,15 +77,7 @@ async def test_intake_takes_the_lease_for_the_eager_lane_only_when_free(
     """One round trip records the click and, if nobody holds the session, leases it."""
 
     def click(action_ts: str) -> Approve:
-        return Approve(
-            team_id="T1",
-            channel_id="C1",
-            user_id="U1",
-            session_id="s1",
-            version=1,
-            message_ts="1.1",
-            action_ts=action_ts,
-        )
+        return approve_click(action_ts=action_ts)
 
     first = await intake.submit(click("1.0"), eager_lease_ms=5000)
     assert first.outcome is Outcome.ENQUEUED and first.fence > 0
@@ -113,15 +109,7 @@ async def test_the_eager_lease_comes_with_the_session_as_it_is(
 ) -> None:
     """The intake reads the session in the round trip that leases it: the lane needs no GET."""
     s = await repo.commit(None, make_session(sid="s2"), fence=None)
-    click = Approve(
-        team_id="T1",
-        channel_id="C1",
-        user_id="U1",
-        session_id="s2",
-        version=1,
-        message_ts="1.1",
-        action_ts="5.0",
-    )
+    click = approve_click("s2", "5.0")
     recorded = await intake.submit(click, eager_lease_ms=5000)
     assert recorded.fence and recorded.session == s
     busy = await intake.submit(click.model_copy(update={"action_ts": "6.0"}), eager_lease_ms=5000)
