@@ -140,8 +140,11 @@ class Repository:
         return str(sid) if sid else None
 
     # --- leases ---------------------------------------------------------------------------
-    async def acquire(self, team_id: str, session_id: str, lease_ms: int) -> int:
-        """The new fence token, or 0 if another worker holds the session."""
+    async def acquire(
+        self, team_id: str, session_id: str, lease_ms: int, *, job_id: str = ""
+    ) -> int:
+        """The new fence token, or 0 if another worker holds the session (or it is reserved
+        for another job by the eager lane's handoff)."""
         token = await self.scripts.run(
             "acquire",
             [
@@ -149,7 +152,7 @@ class Repository:
                 keys.fence(team_id, session_id),
                 keys.session(team_id, session_id),
             ],
-            [lease_ms, self.session_ttl_s, keys.DEDUPE_TTL_S],
+            [lease_ms, self.session_ttl_s, keys.DEDUPE_TTL_S, job_id],
         )
         return int(token)
 
@@ -165,13 +168,21 @@ class Repository:
         await self.scripts.run("release", [keys.lock(team_id, session_id)], [token])
 
     async def handoff(
-        self, team_id: str, session_id: str, token: int, job_id: str, state: EagerState
+        self,
+        team_id: str,
+        session_id: str,
+        token: int,
+        job_id: str,
+        state: EagerState,
+        *,
+        reserve_ms: int,
     ) -> bool:
-        """The eager lane gives the lease back, saying how it left the job."""
+        """The eager lane gives the lease back, saying how it left the job; a job it showed the
+        first change of keeps the lease reserved for its worker for ``reserve_ms``."""
         done = await self.scripts.run(
             "handoff",
             [keys.lock(team_id, session_id), keys.eager(team_id, job_id)],
-            [token, keys.EAGER_TTL_S, state.value],
+            [token, keys.EAGER_TTL_S, state.value, job_id, reserve_ms],
         )
         return bool(done)
 

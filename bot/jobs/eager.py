@@ -82,5 +82,5 @@ class EagerLane:
             log.exception("eager lane failed; the workers take the job")
         finally:
             with contextlib.suppress(Exception):
-                await self.repo.handoff(team, sid, fence, job.id, state)
+                await self.repo.handoff(team, sid, fence, job.id, state, reserve_ms=self.lease_ms)
             correlation_id.reset(token)

@@ -134,7 +134,7 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat(queued.entry_id, team, sid, lease))
         fence = 0
         try:
-            fence = await self._acquire(team, sid, heartbeat)
+            fence = await self._acquire(team, sid, queued.job_id, heartbeat)
             if fence == 0:
                 return  # another worker took the job over while we waited
             lease.fence = fence
@@ -195,9 +195,11 @@ class Worker:
                 with contextlib.suppress(Exception):
                     await self.repo.release(team, sid, fence)
 
-    async def _acquire(self, team: str, sid: str, heartbeat: asyncio.Task[None]) -> int:
+    async def _acquire(
+        self, team: str, sid: str, job_id: str, heartbeat: asyncio.Task[None]
+    ) -> int:
         while True:
-            fence = await self.repo.acquire(team, sid, self.lease_ms)
+            fence = await self.repo.acquire(team, sid, self.lease_ms, job_id=job_id)
             if fence:
                 return fence
             if heartbeat.done() or self._stopping.is_set():

@@ -16,7 +16,7 @@ redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'job', ARGV[2])
 if #KEYS < 6 then
   return {1, 0}
 end
-local token = take_lease(KEYS[3], KEYS[4], KEYS[5], ARGV[4], ARGV[5], ARGV[6])
+local token = take_lease(KEYS[3], KEYS[4], KEYS[5], ARGV[4], ARGV[5], ARGV[6], '')
 if token == 0 then
   return {1, 0}
 end

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -96,7 +97,9 @@ async def test_listener_shows_first_changes_and_the_worker_goes_on(
         s = await repo.get(team, sid)
         assert s is not None and s.status is Status.GENERATING and s.version == 0
         assert s.story_message_ts == story.ts and s.thread_ts == card.ts
-        assert await redis.get(keys.lock(team, sid)) is None  # handed back
+        # Handed back, reserved for this job's worker (a reply can't slip in before it).
+        job_id = f"start:{team}:{sid}"
+        assert await redis.get(keys.lock(team, sid)) == f"handoff:{job_id}"
         await asyncio.sleep(0.3)
         assert len(llm.requests) == 0  # the LLM call is left to a worker
 
@@ -171,3 +174,30 @@ async def test_a_busy_session_is_left_to_the_worker(
         await repo.release(team, sid, fence)
         async with worker_only(emu, llm, redis_server):
             await wait_story(emu, story, "Story v2")
+
+
+def _schema(request: dict[str, Any]) -> str:
+    fmt = (request.get("json") or {}).get("response_format") or {}
+    return str((fmt.get("json_schema") or {}).get("name", fmt.get("type", "")))
+
+
+async def test_a_reply_never_slips_in_between_the_lane_and_its_worker(
+    emu: SlackEmulator, llm: FakeLLM, redis_server: RedisServer, redis: Redis
+) -> None:
+    """The lane hands its lease to its own job's worker: a thread reply recorded meanwhile is
+    answered after the story is written, not before it (with no story to talk about)."""
+    async with listener_only(emu, llm, redis_server) as app:
+        eager = app.runtime.eager if app.runtime else None
+        assert eager is not None
+        for attempt in range(1, 4):  # without the reservation, either job may win the lease
+            await emu.slash_command("30s eco water bottle launch")
+            n = attempt
+            cards = await emu.wait_for(lambda n=n: by_slot(emu, "card")[n - 1 :], timeout=2)
+            await emu.wait_for(lambda n=n: eager.deferred >= n, timeout=2)
+            ts = await emu.user_posts("C0PUBLIC", "make it warmer", thread_ts=cards[0].ts)
+            await asyncio.sleep(0.3)  # recorded; both jobs now wait on the stream
+            before = len(llm.requests)
+            async with worker_only(emu, llm, redis_server):
+                await emu.wait_for(lambda ts=ts: by_slot(emu, f"reply:{ts}"), timeout=10)
+            asked = [_schema(r) for r in llm.requests[before:]]
+            assert asked[:2] == ["story", "feedback_reply"], asked

@@ -96,12 +96,17 @@ async def test_intake_takes_the_lease_for_the_eager_lane_only_when_free(
     assert await repo.eager_state("T1", job) is EagerState.RUNNING
     assert await repo.eager_state("T1", click("2.0").job_id) is None  # no lane ran that one
     # Handing off frees the lease and records how the lane left the job, only while ours.
-    assert not await repo.handoff("T1", "s1", first.fence + 1, job, EagerState.SHOWN)
+    assert not await repo.handoff(
+        "T1", "s1", first.fence + 1, job, EagerState.SHOWN, reserve_ms=5000
+    )
     assert await repo.eager_state("T1", job) is EagerState.RUNNING
-    assert await repo.handoff("T1", "s1", first.fence, job, EagerState.SHOWN)
+    assert await repo.handoff("T1", "s1", first.fence, job, EagerState.SHOWN, reserve_ms=5000)
     assert await repo.eager_state("T1", job) is EagerState.SHOWN
     assert 0 < await redis.ttl(keys.eager("T1", job)) <= keys.EAGER_TTL_S
-    assert await repo.acquire("T1", "s1", 5000) > first.fence  # fences only grow
+    # "shown": the lease stays reserved for this job's worker; no other job slips in between.
+    assert await repo.acquire("T1", "s1", 5000) == 0
+    assert await repo.acquire("T1", "s1", 5000, job_id=click("2.0").job_id) == 0
+    assert await repo.acquire("T1", "s1", 5000, job_id=job) > first.fence  # fences only grow
 
 
 async def test_the_eager_lease_comes_with_the_session_as_it_is(
