@@ -40,7 +40,6 @@ class EagerLane:
         self.repo = flows.ctx.repo
         self.lease_ms = int(min(lease_s, EAGER_LEASE_S) * 1000)
         self._running: set[asyncio.Task[None]] = set()
-        self.finished = 0
         self.deferred = 0
 
     def start(self, trigger: Trigger, fence: int, session: Session | None) -> None:
@@ -66,12 +65,7 @@ class EagerLane:
         job = Job(trigger.job_id, trigger, "", 0, fence, eager=True, session=session)
         state = EagerState.RUNNING  # failed part-way: the worker looks for what it posted
         try:
-            await self.flows.run(job)
-            self.finished += 1
-            marker = await self.repo.done(job.id)
-            if marker and marker.get("deliver") and not marker.get("delivered"):
-                # Delivered here already: a worker replaying these steps would only repeat them.
-                await self.repo.mark_done(job.id, {**marker, "delivered": True})
+            await self.flows.run(job)  # done here: a refusal, or nothing postable
             state = EagerState.HANDED
         except Deferred:
             state = EagerState.SHOWN

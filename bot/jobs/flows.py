@@ -64,9 +64,7 @@ class Flows:
     # --- /story -----------------------------------------------------------------------------
     async def start(self, job: Job, t: StartSession) -> None:
         ctx = self.ctx
-        # The eager lane runs a /story just recorded, under the lease the intake took: nobody
-        # can have created its session yet (if somebody did, the commit below refuses).
-        s = None if job.eager else await ctx.repo.get(t.team_id, t.session_id)
+        s = await job.load(ctx.repo)
         fresh_session = s is None
         if s is None:
             now = ctx.clock()

@@ -209,8 +209,8 @@ class Worker:
     async def _replay(self, job: Job, marker: dict[str, Any]) -> None:
         """The job committed before a crash: replay only its delivery steps."""
         steps = [str(step) for step in marker.get("deliver") or []]
-        if not steps or marker.get("delivered"):
-            return  # nothing to show, or the eager lane showed it all
+        if not steps:
+            return
         s = await self.repo.get(job.trigger.team_id, job.trigger.session_id)
         if s is not None:
             await deliver(self.flows.ctx, job, s, steps)
