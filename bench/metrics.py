@@ -240,7 +240,8 @@ async def version_gaps(redis: Redis, team: str, results: Sequence[SessionResult]
     for r in results:
         if not r.session_id or not r.completed:
             continue
-        numbers = sorted(int(k) for k in await redis.hkeys(f"sl:t:{team}:s:{r.session_id}:ver"))
+        fields = await redis.hkeys(f"sl:t:{team}:s:{r.session_id}:ver")
+        numbers = sorted(int(k) for k in fields if str(k).isdigit())  # the story's versions
         expected = list(range(1, len(r.visible) + 1))
         if numbers != expected:
             bad.append(f"{r.session_id}: {numbers} (expected {expected})")

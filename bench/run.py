@@ -491,7 +491,8 @@ async def phase_tokens(ctx: Ctx) -> dict[str, Any]:
             for number, data in (
                 await redis.hgetall(keys.versions(emu.team_id, r.session_id))
             ).items():
-                versions[int(number)] = StoryVersion.model_validate_json(data).story
+                if str(number).isdigit():  # the story's; later stages' are "stage:n"
+                    versions[int(number)] = StoryVersion.model_validate_json(data).story
         measured = measured_rows(checkpoints, records, index, session, versions, history or [])
         feedback_prompts = [
             int(x["prompt_tokens"])

@@ -8,6 +8,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from redis.asyncio import Redis
@@ -17,14 +18,16 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
 from bot.config import Settings
+from bot.crashpoints import CrashPoints
 from bot.jobs.context import FlowContext
-from bot.jobs.crashpoints import CrashPoints
 from bot.jobs.eager import EagerLane
 from bot.jobs.flows import Flows
 from bot.jobs.worker import Worker
 from bot.llm.client import LLMClient
+from bot.media.images import ImageClient
 from bot.services import HandlerServices
 from bot.slack.gateway import SlackGateway
+from bot.slack.uploads import Uploads
 from storage.connection import connect
 from storage.intake import Intake
 from storage.queue import JobQueue
@@ -67,10 +70,12 @@ class Runtime:
 
     http: aiohttp.ClientSession
     identity: BotIdentity
+    images: ImageClient
     eager: EagerLane | None = None
 
     async def close(self) -> None:
         await self.llm.close()
+        await self.images.close()
         await self.redis.aclose()
         await self.http.close()
 
@@ -109,6 +114,17 @@ class BotIdentity:
             return self.result or await self.load()
 
         return authorize
+
+
+def image_client(settings: Settings) -> ImageClient:
+    return ImageClient(
+        base_url=settings.images_url,
+        api_key=settings.images_key,
+        model=settings.image_model,
+        size=settings.image_size,
+        quality=settings.image_quality,
+        timeout_s=settings.image_timeout_s,
+    )
 
 
 def build_app(
@@ -155,8 +171,17 @@ def build_runtime(settings: Settings, redis_url: str, *, partner_pid: int | None
         backoff_s=settings.llm_backoff_s,
     )
     crash = CrashPoints(settings.crash_point, partner=partner_pid)
+    images = image_client(settings)
+    gateway = SlackGateway(client, repo)
     ctx = FlowContext(
-        settings=settings, repo=repo, gateway=SlackGateway(client, repo), llm=llm, crash=crash
+        settings=settings,
+        repo=repo,
+        gateway=gateway,
+        llm=llm,
+        crash=crash,
+        images=images,
+        uploads=Uploads(gateway, http),
+        spool=Path(settings.data_dir) / "spool",
     )
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     flows = Flows(ctx)
@@ -171,4 +196,4 @@ def build_runtime(settings: Settings, redis_url: str, *, partner_pid: int | None
     eager = EagerLane(flows, lease_s=settings.lease_s) if settings.eager else None
     services = HandlerServices(settings=settings, intake=intake, crash=crash, eager=eager)
     app = build_app(settings, services, client, identity)
-    return Runtime(settings, redis, app, worker, llm, client, http, identity, eager)
+    return Runtime(settings, redis, app, worker, llm, client, http, identity, images, eager)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.app import web_client
+from bot.app import image_client, web_client
 from bot.config import Settings
 from bot.llm.client import LLMClient
 from storage.connection import connect
@@ -48,11 +48,20 @@ async def _llm(settings: Settings) -> str:
         await llm.close()
 
 
+async def _images(settings: Settings) -> str:
+    """Reachability of the image endpoint and whether it lists the model — no paid call."""
+    images = image_client(settings)
+    try:
+        return f"ok — {await images.ping()} at {settings.images_url}"
+    finally:
+        await images.close()
+
+
 async def run_checks(settings: Settings) -> int:
     mode = "Socket Mode" if settings.socket_mode else f"HTTP mode on :{settings.port}"
     print(f"configuration: ok — {mode}, model {settings.model}")
     failed = 0
-    for name, probe in (("slack", _slack), ("redis", _redis), ("llm", _llm)):
+    for name, probe in (("slack", _slack), ("redis", _redis), ("llm", _llm), ("images", _images)):
         try:
             result = await asyncio.wait_for(probe(settings), timeout=15)
         except Exception as exc:

@@ -77,6 +77,43 @@ class Settings(BaseSettings):
     eager: bool = Field(default=True, validation_alias="STORYLOOP_EAGER")
     crash_point: str | None = Field(default=None, validation_alias="STORYLOOP_CRASH_POINT")
 
+    # Reference images: the OpenAI Images API (or any server that speaks it). Base URL and key
+    # default to the LLM's. gpt-image-1, its mini and DALL·E are shut down.
+    image_base_url: str | None = Field(default=None, validation_alias="STORYLOOP_IMAGE_BASE_URL")
+    image_api_key: SecretStr | None = Field(
+        default=None, validation_alias="STORYLOOP_IMAGE_API_KEY"
+    )
+    image_model: str = Field(default="gpt-image-2", validation_alias="STORYLOOP_IMAGE_MODEL")
+    image_size: str = Field(
+        default="1024x1024",
+        pattern=r"^(auto|\d{2,4}x\d{2,4})$",
+        validation_alias="STORYLOOP_IMAGE_SIZE",
+    )
+    image_quality: Literal["low", "medium", "high", "auto"] = Field(
+        default="medium", validation_alias="STORYLOOP_IMAGE_QUALITY"
+    )
+    max_images: int = Field(default=4, ge=1, le=10, validation_alias="STORYLOOP_MAX_IMAGES")
+    image_timeout_s: float = Field(default=180.0, gt=0, validation_alias="STORYLOOP_IMAGE_TIMEOUT")
+    # Prices (USD). Estimates per image by quality (1024², gpt-image-2); actual cost from the
+    # response's token usage. Override for other models or negotiated prices.
+    image_estimate_usd: dict[str, float] = Field(
+        default={"low": 0.006, "medium": 0.05, "high": 0.21, "auto": 0.05},
+        validation_alias="STORYLOOP_IMAGE_ESTIMATE_USD",
+    )
+    image_text_input_per_m_usd: float = Field(
+        default=5.0, ge=0, validation_alias="STORYLOOP_IMAGE_TEXT_INPUT_PER_M_USD"
+    )
+    image_image_input_per_m_usd: float = Field(
+        default=8.0, ge=0, validation_alias="STORYLOOP_IMAGE_IMAGE_INPUT_PER_M_USD"
+    )
+    image_output_per_m_usd: float = Field(
+        default=30.0, ge=0, validation_alias="STORYLOOP_IMAGE_OUTPUT_PER_M_USD"
+    )
+    # A workspace's spending on paid generation per UTC day; unset = no limit.
+    daily_spend_limit_usd: float | None = Field(
+        default=None, gt=0, validation_alias="STORYLOOP_DAILY_SPEND_LIMIT_USD"
+    )
+
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
@@ -109,6 +146,22 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator(
+        "image_base_url", "image_api_key", "daily_spend_limit_usd", "crash_point", mode="before"
+    )
+    @classmethod
+    def _blank_means_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def images_url(self) -> str:
+        return self.image_base_url or self.openai_base_url
+
+    @property
+    def images_key(self) -> str:
+        key = self.image_api_key or self.openai_api_key
+        return key.get_secret_value()
+
     @field_validator("openai_api_key")
     @classmethod
     def _required(cls, value: SecretStr) -> SecretStr:
@@ -120,6 +173,7 @@ class Settings(BaseSettings):
         """Every secret value, for the log redaction filter."""
         values = [self.slack_bot_token, self.slack_app_token, self.slack_signing_secret]
         values.append(self.openai_api_key)
+        values.append(self.image_api_key)
         return [v.get_secret_value() for v in values if v is not None]
 
 

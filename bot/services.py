@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.config import Settings
-from bot.jobs.crashpoints import CrashPoints
+from bot.crashpoints import CrashPoints
 from bot.pipeline.triggers import Trigger
 from storage.intake import Intake
 

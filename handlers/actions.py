@@ -1,4 +1,5 @@
-"""Approve, Regenerate and Retry buttons: each click is recorded durably, then acked.
+"""Approve, Regenerate, Retry and Redo buttons of every stage: each click is recorded durably,
+then acked.
 
 Who may act and whether the version is current are decided by the worker under the session
 lease, so twenty simultaneous clicks still produce exactly one winner and polite refusals.
@@ -12,24 +13,25 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from bot.pipeline.triggers import Approve, Regenerate, Retry
+from bot.pipeline.triggers import Approve, Click, Redo, Regenerate, Retry
 from bot.services import HandlerServices
-from bot.slack.actions import ActionId, ButtonValue
+from bot.slack.actions import ActionId, parse_button
 from handlers import replies
 
 log = logging.getLogger(__name__)
-CLICKS: dict[ActionId, type[Approve] | type[Regenerate] | type[Retry]] = {
+CLICKS: dict[ActionId, type[Approve] | type[Regenerate] | type[Retry] | type[Redo]] = {
     ActionId.APPROVE: Approve,
     ActionId.REGENERATE: Regenerate,
     ActionId.RETRY: Retry,
+    ActionId.REDO: Redo,
 }
 
 
-def parse_click(body: dict[str, Any]) -> Approve | Regenerate | Retry | None:
+def parse_click(body: dict[str, Any]) -> Click | None:
     """The click as a trigger, or None when the payload or the button value is not ours."""
     actions = body.get("actions") or []
     action = actions[0] if actions and isinstance(actions[0], dict) else {}
-    value = ButtonValue.parse(action.get("value"))
+    value = parse_button(action.get("value"))
     kind = (
         CLICKS.get(ActionId(action["action_id"]))
         if action.get("action_id") in set(ActionId)
@@ -44,16 +46,21 @@ def parse_click(body: dict[str, Any]) -> Approve | Regenerate | Retry | None:
     action_ts = action.get("action_ts")
     if not (value and kind and team_id and user_id and channel_id and message_ts and action_ts):
         return None
-    return kind(
-        team_id=str(team_id),
-        channel_id=str(channel_id),
-        user_id=str(user_id),
-        session_id=value.session,
-        version=value.version,
-        message_ts=str(message_ts),
-        action_ts=str(action_ts),
-        response_url=body.get("response_url"),
-    )
+    common: dict[str, Any] = {
+        "team_id": str(team_id),
+        "channel_id": str(channel_id),
+        "user_id": str(user_id),
+        "session_id": value.session,
+        "stage": value.stage,
+        "version": value.version,
+        "message_ts": str(message_ts),
+        "action_ts": str(action_ts),
+        "response_url": body.get("response_url"),
+    }
+    if kind is Redo:
+        # A Redo names its item; one without (forged, or another button's value) is not ours.
+        return Redo(**common, item=value.item) if value.item is not None else None
+    return kind(**common)
 
 
 def register(app: AsyncApp, services: HandlerServices) -> None:

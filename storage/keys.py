@@ -10,7 +10,6 @@ JOBS_STREAM = "sl:q:jobs"
 JOBS_GROUP = "workers"
 DEDUPE_TTL_S = 24 * 3600  # Slack retries within minutes; a day is generous and bounded
 LLM_CACHE_TTL_S = 24 * 3600
-STAGE_QUEUE_PREFIX = "sl:q:stage:"
 
 
 def _t(team_id: str) -> str:
@@ -32,6 +31,25 @@ def versions(team_id: str, session_id: str) -> str:
 def messages(team_id: str, session_id: str) -> str:
     """Hash: delivery slot → ts of the Slack message posted for it (placeholder ledger)."""
     return f"{session(team_id, session_id)}:msgs"
+
+
+def items(team_id: str, session_id: str) -> str:
+    """Hash: paid item of the generation under way (``{stage}:v{n}:{index}``) → its state."""
+    return f"{session(team_id, session_id)}:items"
+
+
+def version_field(stage: str, number: int) -> str:
+    """A version's field in the versions hash: the story's are bare numbers (they came first)."""
+    return str(number) if stage == "story" else f"{stage}:{number}"
+
+
+def spend(team_id: str, day: str) -> str:
+    """Hash: a workspace's paid spending on one UTC day (``YYYYMMDD``): item id → cost, and
+    ``_total``."""
+    return f"{_t(team_id)}:spend:{day}"
+
+
+SPEND_TTL_S = 3 * 24 * 3600
 
 
 def lock(team_id: str, session_id: str) -> str:
@@ -65,10 +83,6 @@ def dedupe(team_id: str, identity: str) -> str:
 
 def llm_result(job_id: str, step: str) -> str:
     return f"sl:llm:{job_id}:{step}"
-
-
-def stage_queue(stage: str) -> str:
-    return f"{STAGE_QUEUE_PREFIX}{stage}"
 
 
 def done(job_id: str) -> str:

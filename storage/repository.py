@@ -10,13 +10,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from bot.pipeline.models import Session, StoryVersion, Turn
+from bot.pipeline.artifacts import PaidItem
+from bot.pipeline.models import Session, Stage, StoryVersion, Turn
 from storage import keys
 from storage.scripts import Scripts
+
+VersionT = TypeVar("VersionT", bound=BaseModel)
 
 
 class CommitConflict(Exception):
@@ -71,8 +75,15 @@ class Writes:
         self._add("DEL", keys.llm_result(job_id, step), "-", "-")
         return self
 
-    def enqueue_stage(self, stage: str, job_id: str, payload: dict[str, Any]) -> Writes:
-        self._add("XADD", keys.stage_queue(stage), job_id, json.dumps(payload))
+    def add_artifact(self, session: Session, stage: Stage, number: int, data: str) -> Writes:
+        """A version of a later stage (image set, storyboard), next to the story's versions."""
+        key = keys.versions(session.team_id, session.id)
+        self._add("HSET", key, keys.version_field(stage, number), data)
+        return self
+
+    def forget_items(self, session: Session) -> Writes:
+        """The paid items of a generation are only needed until its outcome is committed."""
+        self._add("DEL", keys.items(session.team_id, session.id), "-", "-")
         return self
 
 
@@ -125,6 +136,9 @@ class Repository:
         raw = await self.redis.lrange(keys.history(session.team_id, session.id), 0, -1)
         return [Turn.model_validate_json(item) for item in raw]
 
+    async def history_length(self, session: Session) -> int:
+        return int(await self.redis.llen(keys.history(session.team_id, session.id)))
+
     async def version(self, session: Session, number: int) -> StoryVersion | None:
         key = keys.versions(session.team_id, session.id)
         raw = await self.redis.hget(key, str(number))
@@ -134,6 +148,53 @@ class Repository:
         raw = await self.redis.hgetall(keys.versions(session.team_id, session.id))
         found = [StoryVersion.model_validate_json(v) for v in raw.values()]
         return sorted(found, key=lambda v: v.number)
+
+    async def artifact(
+        self, session: Session, stage: Stage, number: int, model: type[VersionT]
+    ) -> VersionT | None:
+        """Version ``number`` of a later stage, as ``model``."""
+        key = keys.versions(session.team_id, session.id)
+        raw = await self.redis.hget(key, keys.version_field(stage, number))
+        return model.model_validate_json(raw) if raw else None
+
+    async def artifacts(
+        self, session: Session, stage: Stage, model: type[VersionT]
+    ) -> list[tuple[int, VersionT]]:
+        """Every version of ``stage``, oldest first."""
+        raw = await self.redis.hgetall(keys.versions(session.team_id, session.id))
+        prefix = f"{stage}:"
+        found = [
+            (int(str(field)[len(prefix) :]), model.model_validate_json(value))
+            for field, value in raw.items()
+            if str(field).startswith(prefix) and str(field)[len(prefix) :].isdigit()
+        ]
+        return sorted(found, key=lambda pair: pair[0])
+
+    # --- paid items (images, clips): their state before and after each paid step ----------
+    async def items(self, session: Session) -> dict[str, PaidItem]:
+        raw = await self.redis.hgetall(keys.items(session.team_id, session.id))
+        return {str(field): PaidItem.model_validate_json(value) for field, value in raw.items()}
+
+    async def set_item(self, session: Session, field: str, item: PaidItem, *, fence: int) -> None:
+        """Record an item's state; only the job holding the session's lease may."""
+        done = await self.scripts.run(
+            "item",
+            [keys.lock(session.team_id, session.id), keys.items(session.team_id, session.id)],
+            [fence, field, item.model_dump_json(), self.session_ttl_s],
+        )
+        if int(done) != 1:
+            raise CommitConflict("lease lost")
+
+    async def record_spend(self, team_id: str, day: str, item_id: str, cost_usd: float) -> float:
+        """Count one paid item's cost in its workspace's day, once; returns the day's total."""
+        total = await self.scripts.run(
+            "spend", [keys.spend(team_id, day)], [item_id, repr(cost_usd), keys.SPEND_TTL_S]
+        )
+        return float(total)
+
+    async def spent_on(self, team_id: str, day: str) -> float:
+        raw = await self.redis.hget(keys.spend(team_id, day), "_total")
+        return float(raw) if raw else 0.0
 
     async def session_for_thread(self, team_id: str, channel_id: str, thread_ts: str) -> str | None:
         sid = await self.redis.get(keys.thread(team_id, channel_id, thread_ts))
@@ -195,6 +256,14 @@ class Repository:
     async def message_ts(self, session: Session, slot: str) -> str | None:
         raw = await self.redis.hget(keys.messages(session.team_id, session.id), slot)
         return str(raw) if raw else None
+
+    async def note_message(self, session: Session, slot: str, value: str) -> None:
+        """Overwrite a ledger entry (an upload's pending file id: a new upload replaces it)."""
+        key = keys.messages(session.team_id, session.id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(key, slot, value)
+        pipe.expire(key, self.session_ttl_s)
+        await pipe.execute()
 
     async def record_message(self, session: Session, slot: str, ts: str) -> str:
         """Record the ts for a slot; if one was recorded first, that one wins and is returned."""

@@ -10,7 +10,17 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 _LUA = Path(__file__).with_name("lua")
-NAMES = ("intake", "intake_feedback", "commit", "acquire", "renew", "release", "handoff")
+NAMES = (
+    "intake",
+    "intake_feedback",
+    "commit",
+    "acquire",
+    "renew",
+    "release",
+    "handoff",
+    "item",
+    "spend",
+)
 
 
 # Scripts that use a shared Lua function get its file prepended (Redis has no includes).

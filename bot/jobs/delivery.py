@@ -10,9 +10,10 @@ import logging
 
 from bot.jobs.context import FlowContext
 from bot.jobs.model import Deferred, Job
+from bot.pipeline.artifacts import ImageOutcome, ImageSetVersion
 from bot.pipeline.models import Session, Stage, Status
 from bot.slack import blocks
-from bot.slack.blocks import StoryState
+from bot.slack.blocks import Rendered, StoryState
 from bot.slack.gateway import NotPostable, SlackDeliveryError
 
 log = logging.getLogger(__name__)
@@ -36,14 +37,18 @@ async def deliver(ctx: FlowContext, job: Job, session: Session, steps: list[str]
 
 
 async def _step(ctx: FlowContext, job: Job, s: Session, step: str) -> Session:
+    """One named delivery step. Steps name what they show, never how far a job got:
+    ``card``; the story's ``story``, ``notice:{n}``, ``approved``, ``failure``; and for any
+    stage ``approved:{stage}``, ``review:{stage}:{n}``, ``notice:{stage}:{n}``,
+    ``progress:{stage}:{n}``, ``failure:{stage}``; ``collected`` (everything approved)."""
     gw = ctx.gateway
+    kind, _, rest = step.partition(":")
     if step == "card" and s.thread_ts:
         await gw.update(s, s.thread_ts, blocks.session_card(s))
     elif step == "story":
         s = await show_story(ctx, job, s)
-    elif step.startswith("notice:"):
-        number = int(step.partition(":")[2])
-        version = await ctx.repo.version(s, number)
+    elif kind == "notice" and rest.isdigit():
+        version = await ctx.repo.version(s, int(rest))
         if version is not None:
             await gw.post_once(
                 s,
@@ -52,40 +57,107 @@ async def _step(ctx: FlowContext, job: Job, s: Session, step: str) -> Session:
                 thread_ts=s.thread_ts,
                 recover=job.recover,
             )
-    elif step == "approved" and s.approved_by and s.approved_version:
+    elif kind in ("approved", "review", "progress", "failure", "notice", "collected"):
+        s = await _stage_step(ctx, job, s, step)
+    return s
+
+
+async def _stage_step(ctx: FlowContext, job: Job, s: Session, step: str) -> Session:
+    kind, _, rest = step.partition(":")
+    stage_name, _, number = rest.partition(":")
+    stage = Stage(stage_name) if stage_name in set(Stage) else Stage.STORY
+    gw = ctx.gateway
+    if kind == "approved":
+        approval = s.approval(stage)
+        if approval is None:
+            return s
         await gw.post_once(
             s,
-            step,
-            blocks.approved_notice(s.approved_by, s.approved_version),
+            "approved" if stage is Stage.STORY else step,  # the story's slot predates the rest
+            blocks.approved_notice(stage, approval.user_id, approval.version),
             thread_ts=s.thread_ts,
             recover=job.recover,
             # The eager lane just committed the approval under its lease: nobody has posted it.
             fresh=job.eager,
         )
-    elif step == "failure" and s.failure and s.version > 0:
-        # A failed regeneration: the story is back in review; the failure gets its own message.
+    elif kind == "review" and number.isdigit():
+        work = ctx.stages.get(stage)
+        if work is not None:
+            s = await work.show(job, s, int(number))
+    elif kind == "progress" and number.isdigit():
+        known = await ctx.repo.message_ts(s, f"{stage}:v{number}:progress")
+        if known:
+            await gw.update(s, known, await _progress_done(ctx, s, stage, int(number)))
+    elif kind == "notice" and number.isdigit():
+        await gw.post_once(
+            s,
+            step,
+            blocks.stage_updated_notice(stage, int(number), ""),
+            thread_ts=s.thread_ts,
+            recover=job.recover,
+        )
+    elif kind == "failure" and s.failure:
         await gw.post_once(
             s,
             f"fail:{job.id}",
-            blocks.failure_message(s, s.failure, retry_version=s.version),
+            blocks.stage_failure(s, s.failure, stage=stage, retry_version=s.version),
+            thread_ts=s.thread_ts,
+            recover=job.recover,
+        )
+    elif kind == "collected":
+        await gw.post_once(
+            s,
+            "collected",
+            blocks.collected(s, await collected_links(ctx, s)),
             thread_ts=s.thread_ts,
             recover=job.recover,
         )
     return s
 
 
+async def _progress_done(ctx: FlowContext, s: Session, stage: Stage, n: int) -> Rendered:
+    if stage is Stage.REFERENCE_IMAGE:
+        version = await ctx.repo.artifact(s, stage, n, ImageSetVersion)
+        if version is None:
+            return blocks.images_progress_done(n, made=0, total=0)
+        made = sum(1 for i in version.images if i.outcome is ImageOutcome.MADE and i.made_in == n)
+        remade = sum(1 for i in version.images if i.made_in == n)
+        return blocks.images_progress_done(n, made=made, total=remade)
+    return blocks.storyboard_progress_done(n)
+
+
+async def collected_links(ctx: FlowContext, s: Session) -> list[tuple[str, str | None]]:
+    """Everything approved so far, each with a link to where it is in the thread."""
+    links: list[tuple[str, str | None]] = []
+    for approval in s.approvals:
+        if approval.stage is Stage.STORY:
+            label, slot = f"Story v{approval.version}", "story"
+        elif approval.stage is Stage.REFERENCE_IMAGE:
+            version = await ctx.repo.artifact(s, approval.stage, approval.version, ImageSetVersion)
+            count = len(version.images) if version else 0
+            label = f"Reference images v{approval.version} — {count} files"
+            slot = f"{approval.stage}:v{approval.version}"
+        else:
+            label = f"Storyboard v{approval.version} — storyboard-v{approval.version}.md"
+            slot = f"{approval.stage}:v{approval.version}:p1"
+        ts = await ctx.repo.message_ts(s, slot)
+        links.append((label, await ctx.gateway.permalink(s, ts) if ts else None))
+    return links
+
+
 async def show_story(ctx: FlowContext, job: Job, s: Session) -> Session:
     """Make the story message (and its continuation pages) show the session's current state."""
     if s.story_message_ts is None:
         return s
-    if s.version == 0:
+    number = s.version_of(Stage.STORY)  # after approval the session's version is a later stage's
+    if number == 0:
         if s.status is Status.FAILED and s.failure:
             msg = blocks.failure_message(s, s.failure, retry_version=0)
         else:
             msg = blocks.generating_placeholder(s, regenerating=False)
         await ctx.gateway.update(s, s.story_message_ts, msg)
         return s
-    version = await ctx.repo.version(s, s.version)
+    version = await ctx.repo.version(s, number)
     if version is None:
         return s
     state: StoryState

@@ -10,29 +10,64 @@ from __future__ import annotations
 import json
 import logging
 
+from bot.jobs import stages
 from bot.jobs.context import FlowContext
 from bot.jobs.delivery import deliver
-from bot.jobs.generation import fail, generate
+from bot.jobs.generation import fail
 from bot.jobs.model import Deferred, Job
+from bot.jobs.stages.base import fail_stage
 from bot.llm.client import LLMError
-from bot.pipeline import prompts
+from bot.pipeline import prompts, stage_prompts
 from bot.pipeline import review as say
+from bot.pipeline.approvals import may_approve
 from bot.pipeline.drafts import FeedbackAnswer
 from bot.pipeline.intent import wants_regenerate
-from bot.pipeline.models import Session, Stage, Status, Turn, TurnRole, Usage
-from bot.pipeline.stages import next_stage
-from bot.pipeline.triggers import Approve, Feedback, Regenerate, Retry, StartSession
+from bot.pipeline.models import Approval, Session, Stage, Status, Turn, TurnRole, Usage
+from bot.pipeline.transitions import (
+    Act,
+    Advance,
+    Event,
+    Generate,
+    Note,
+    Op,
+    Refuse,
+    decide,
+)
+from bot.pipeline.triggers import (
+    Approve,
+    Click,
+    Feedback,
+    Redo,
+    Regenerate,
+    Retry,
+    StartSession,
+    TriggerKind,
+)
 from bot.slack import blocks
 from bot.slack.gateway import NotPostable, SlackDeliveryError
 from storage.repository import Writes
 
 log = logging.getLogger(__name__)
 GENERATING = (Status.STARTING, Status.GENERATING, Status.REGENERATING)
+_ACTS = {
+    TriggerKind.APPROVE: Act.APPROVE,
+    TriggerKind.REGENERATE: Act.REGENERATE,
+    TriggerKind.RETRY: Act.RETRY,
+    TriggerKind.REDO: Act.REDO,
+}
+
+
+def _approval_steps(approval: Approval) -> list[str]:
+    """Showing an approval: its notice, the approved version without buttons, the card."""
+    stage = approval.stage
+    review = "story" if stage is Stage.STORY else f"review:{stage}:{approval.version}"
+    return [f"approved:{stage}", review, "card"]
 
 
 class Flows:
     def __init__(self, ctx: FlowContext) -> None:
         self.ctx = ctx
+        ctx.stages = stages.build(ctx)
 
     async def run(self, job: Job) -> None:
         t = job.trigger
@@ -44,7 +79,7 @@ class Flows:
             await self.click(job, t)
 
     # --- helpers ----------------------------------------------------------------------------
-    async def refuse(self, job: Job, t: Approve | Regenerate | Retry, text: str) -> None:
+    async def refuse(self, job: Job, t: Click, text: str) -> None:
         """One polite ephemeral to the clicker, then the job is done."""
         await self.ctx.gateway.ephemeral(
             channel_id=t.channel_id,
@@ -57,9 +92,31 @@ class Flows:
     async def resume_if_mine(self, job: Job, s: Session) -> bool:
         """A re-delivered job whose generation was interrupted picks it up where it was."""
         if s.active_job == job.id and s.status in GENERATING and s.thread_ts:
-            await generate(self.ctx, job, s, regenerating=s.status is Status.REGENERATING)
+            t = job.trigger
+            if isinstance(t, Approve) and s.approvals:
+                # Approved, then interrupted: the approval's notice before the next stage.
+                await deliver(self.ctx, job, s, _approval_steps(s.approvals[-1]))
+            op = Op.REGENERATE if s.status is Status.REGENERATING else Op.GENERATE
+            if s.active_item is not None:
+                op = Op.REDO
+            await self.ctx.stages[s.stage].generate(job, s, op, s.active_item)
             return True
         return False
+
+    async def carry_out(self, job: Job, s: Session, d: Generate) -> None:
+        """Start a generation the state table decided on, under this job."""
+        status = Status.GENERATING if d.op is Op.GENERATE else Status.REGENERATING
+        s = await self.ctx.commit(
+            job,
+            s,
+            status=status,
+            active_job=job.id,
+            active_item=d.item,
+            failure=None,
+            failed_op=None,
+            failed_item=None,
+        )
+        await self.ctx.stages[s.stage].generate(job, s, d.op, d.item)
 
     # --- /story -----------------------------------------------------------------------------
     async def start(self, job: Job, t: StartSession) -> None:
@@ -127,19 +184,20 @@ class Flows:
         if not pending:
             return  # answered together with an earlier reply (coalesced)
         slot = f"reply:{pending[-1].ts}"
-        if s.stage is not Stage.STORY:
+        asked = [wants_regenerate(x.text) for x in pending]
+        d = decide(s, Event(Act.REPLY, t.user_id, wants_regenerate=all(asked)), may_approve=False)
+        if isinstance(d, Note):
             await ctx.gateway.post_once(
                 s,
                 slot,
-                blocks.ephemeral(say.after_approval(s), trusted=True),
+                blocks.ephemeral(d.text, trusted=True),
                 thread_ts=s.thread_ts,
                 recover=job.recover,
             )
             await ctx.commit(job, s, answered_until=upto)
             return
-        asked = [wants_regenerate(x.text) for x in pending]
-        if all(asked) and self._regenerable(s):
-            await self._regenerate(job, s)
+        if isinstance(d, Generate):
+            await self.carry_out(job, s, d)
             return
         answer, usage = await self._answer(job, s, history, pending)
         if answer is None:
@@ -165,6 +223,8 @@ class Flows:
             ts=pending[-1].ts,
             text=answer.reply,
             planned_changes=tuple(answer.planned_changes),
+            targets=tuple(sorted({n for n in answer.targets if 0 < n <= 100})),
+            stage=s.stage,
         )
         s = await ctx.commit(
             job,
@@ -174,8 +234,10 @@ class Flows:
             requested_changes=prompts.fold_changes(s.requested_changes, answer.planned_changes),
             writes=Writes().add_turn(s, turn).forget_llm_result(job.id, slot),
         )
-        if (any(asked) or answer.wants_regenerate) and self._regenerable(s):
-            await self._regenerate(job, s)
+        if any(asked) or answer.wants_regenerate:
+            again = decide(s, Event(Act.REPLY, t.user_id, wants_regenerate=True), may_approve=False)
+            if isinstance(again, Generate):
+                await self.carry_out(job, s, again)
 
     async def _answer(
         self, job: Job, s: Session, history: list[Turn], pending: list[Turn]
@@ -190,10 +252,15 @@ class Flows:
             )
         if job.eager:
             raise Deferred  # LLM calls are a worker's
-        current = await ctx.repo.version(s, s.version) if s.version else None
-        messages = prompts.feedback_messages(
-            s, current.story if current else None, history[: s.answered_until], pending
-        )
+        context = history[max(s.stage_started_turn, 0) : s.answered_until]
+        if s.stage is Stage.STORY:
+            current = await ctx.repo.version(s, s.version) if s.version else None
+            messages = prompts.feedback_messages(
+                s, current.story if current else None, context, pending
+            )
+        else:
+            artifact = await ctx.stages[s.stage].describe(s)
+            messages = stage_prompts.stage_feedback_messages(s, s.stage, artifact, context, pending)
         try:
             answer, usage = await ctx.llm.answer_feedback(messages)
         except LLMError as exc:
@@ -206,77 +273,72 @@ class Flows:
         return answer, usage
 
     # --- buttons ----------------------------------------------------------------------------
-    @staticmethod
-    def _regenerable(s: Session) -> bool:
-        return (
-            s.stage is Stage.STORY
-            and s.status in (Status.AWAITING_REVIEW, Status.FAILED)
-            and s.version > 0
-        )
-
-    async def _regenerate(self, job: Job, s: Session) -> None:
-        s = await self.ctx.commit(job, s, status=Status.REGENERATING, active_job=job.id)
-        await generate(self.ctx, job, s, regenerating=True)
-
-    async def click(self, job: Job, t: Approve | Regenerate | Retry) -> None:
-        s = await job.load(self.ctx.repo)
+    async def click(self, job: Job, t: Click) -> None:
+        ctx = self.ctx
+        s = await job.load(ctx.repo)
         if s is None or s.channel_id != t.channel_id:
             await self.refuse(job, t, say.unknown_session())
             return
         if await self.resume_if_mine(job, s):
             return
-        if isinstance(t, Approve):
-            await self.approve(job, t, s)
-        elif isinstance(t, Regenerate):
-            refusal = say.cannot_regenerate(s, t.version)
-            if refusal:
-                await self.refuse(job, t, refusal)
-            else:
-                await self._regenerate(job, s)
-        else:
-            await self.retry(job, t, s)
+        work = ctx.stages.get(s.stage)
+        count, missing = await work.items(s) if work is not None else (0, ())
+        event = Event(
+            _ACTS[t.kind],
+            t.user_id,
+            stage=t.stage,
+            version=t.version,
+            item=t.item if isinstance(t, Redo) else None,
+        )
+        d = decide(
+            s,
+            event,
+            may_approve=may_approve(s, t.user_id, policy=ctx.settings.approval),
+            items=count,
+            missing=missing,
+        )
+        if isinstance(d, Refuse):
+            await self.refuse(job, t, d.text)
+        elif isinstance(d, Advance):
+            await self.advance(job, t, s, d)
+        elif isinstance(d, Generate):
+            await self.carry_out(job, s, d)
 
-    async def approve(self, job: Job, t: Approve, s: Session) -> None:
+    async def advance(self, job: Job, t: Click, s: Session, d: Advance) -> None:
+        """Approve a stage: record who, when and which version; move on to the next stage."""
         ctx = self.ctx
-        refusal = say.cannot_approve(s, t.user_id, t.version, policy=ctx.settings.approval)
-        if refusal:
-            await self.refuse(job, t, refusal)
-            return
+        history_len = await ctx.repo.history_length(s)
+        approval = Approval(stage=d.stage, version=d.version, user_id=t.user_id, at=ctx.clock())
+        generating = d.to_status is Status.GENERATING
         # The notice first: it is the quick, visible answer to the click (the eager lane posts
-        # it); re-rendering the story without its buttons and the card follow.
-        steps = ["approved", "story", "card"]
-        upcoming = next_stage(s.stage)
-        next_job = f"stage:{s.team_id}:{s.id}:{upcoming}"
+        # it); the approved version losing its buttons and the card follow.
+        steps = _approval_steps(approval)
+        if not generating:
+            steps.append("collected")
+        writes = Writes()
+        if not generating:
+            writes.mark_done(job.id, {"team": s.team_id, "session": s.id, "deliver": steps})
         s = await ctx.commit(
             job,
             s,
-            stage=upcoming,
-            status=Status.QUEUED,
-            approved_by=t.user_id,
-            approved_version=s.version,
-            active_job=None,
-            writes=Writes()
-            .enqueue_stage(
-                upcoming,
-                next_job,
-                {"team_id": s.team_id, "session_id": s.id, "version": s.version},
-            )
-            .mark_done(job.id, {"team": s.team_id, "session": s.id, "deliver": steps}),
+            stage=d.to,
+            status=d.to_status,
+            version=0,
+            approvals=(*s.approvals, approval),
+            requested_changes=(),
+            incorporated_until=history_len,
+            stage_started_turn=history_len,
+            active_job=job.id if generating else None,
+            active_item=None,
+            failure=None,
+            failed_op=None,
+            failed_item=None,
+            writes=writes,
         )
         ctx.crash.reach("after_commit")
         await deliver(ctx, job, s, steps)
-
-    async def retry(self, job: Job, t: Retry, s: Session) -> None:
-        if s.status is not Status.FAILED or t.version != s.version or s.stage is not Stage.STORY:
-            await self.refuse(job, t, say.nothing_to_retry(s))
-            return
-        if s.failed_op == "regenerate":
-            await self._regenerate(job, s)
-            return
-        s = await self.ctx.commit(
-            job, s, status=Status.GENERATING, active_job=job.id, failure=None, failed_op=None
-        )
-        await generate(self.ctx, job, s, regenerating=False)
+        if generating:
+            await ctx.stages[s.stage].generate(job, s, Op.GENERATE, None)
 
     # --- the worker's last resort -------------------------------------------------------------
     async def give_up(self, job: Job) -> None:
@@ -286,7 +348,10 @@ class Flows:
         reason = say.gave_up()
         if s is not None and s.active_job == job.id and s.status in GENERATING and s.thread_ts:
             op = "regenerate" if s.status is Status.REGENERATING else "generate"
-            await fail(self.ctx, job, s, reason, op=op)
+            if s.stage is Stage.STORY:
+                await fail(self.ctx, job, s, reason, op=op)
+            else:
+                await fail_stage(self.ctx, job, s, reason, op=Op(op), item=s.active_item)
             return
         if isinstance(t, Feedback) and s is not None and s.thread_ts:
             try:
@@ -305,7 +370,7 @@ class Flows:
                     msg=blocks.ephemeral(reason),
                     thread_ts=s.thread_ts,
                 )
-        elif isinstance(t, Approve | Regenerate | Retry):
+        elif isinstance(t, Approve | Regenerate | Retry | Redo):
             await self.refuse(job, t, reason)
             return
         elif isinstance(t, StartSession):

@@ -68,8 +68,13 @@ class ProgressReporter:
             self.last = now + 4 * self.ctx.settings.progress_interval_s
 
 
-async def generate(ctx: FlowContext, job: Job, session: Session, *, regenerating: bool) -> None:
-    """Write version ``session.version + 1`` and show it, or fail visibly with Retry."""
+async def generate(
+    ctx: FlowContext, job: Job, session: Session, *, regenerating: bool, answers: bool = False
+) -> None:
+    """Write version ``session.version + 1`` and show it, or fail visibly with Retry.
+
+    ``answers``: the new version is the answer to the thread's new replies (a regeneration, or a
+    reply asking to try a failed first story again), so they count as answered."""
     s = session
     placeholder = blocks.generating_placeholder(s, regenerating=regenerating)
     if s.story_message_ts is None:
@@ -131,7 +136,7 @@ async def generate(ctx: FlowContext, job: Job, session: Session, *, regenerating
         status=Status.AWAITING_REVIEW,
         usage=s.usage + usage,
         incorporated_until=upto,
-        answered_until=max(s.answered_until, upto) if regenerating else s.answered_until,
+        answered_until=max(s.answered_until, upto) if regenerating or answers else s.answered_until,
         active_job=None,
         failure=None,
         failed_op=None,

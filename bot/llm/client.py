@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from bot.pipeline.drafts import SCHEMA_NAMES, FeedbackAnswer, StoryDraft
 from bot.pipeline.models import Usage
 from bot.pipeline.prompts import ChatMessage
+from bot.pipeline.stage_drafts import STAGE_SCHEMA_NAMES
 
 log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -197,12 +198,15 @@ class LLMClient:
     async def close(self) -> None:
         await self._client.close()
 
-    def _format(self, model: type[BaseModel]) -> dict[str, Any]:
+    def _format(self, model: type[BaseModel], name: str | None = None) -> dict[str, Any]:
         if not self._json_schema_ok:
             return {"type": "json_object"}
         return {
             "type": "json_schema",
-            "json_schema": {"name": SCHEMA_NAMES[model], "schema": model.model_json_schema()},
+            "json_schema": {
+                "name": name or {**SCHEMA_NAMES, **STAGE_SCHEMA_NAMES}[model],
+                "schema": model.model_json_schema(),
+            },
         }
 
     async def _with_retries(self, call: Callable[[], Awaitable[ModelT]]) -> ModelT:
@@ -261,14 +265,20 @@ class LLMClient:
     async def answer_feedback(
         self, messages: Sequence[ChatMessage]
     ) -> tuple[FeedbackAnswer, Usage]:
+        return await self.structured(messages, FeedbackAnswer)
+
+    async def structured(
+        self, messages: Sequence[ChatMessage], model: type[ModelT], name: str | None = None
+    ) -> tuple[ModelT, Usage]:
+        """One non-streamed structured answer (schema ``name``, default by model)."""
         usage = Usage()
 
-        async def call() -> FeedbackAnswer:
+        async def call() -> ModelT:
             nonlocal usage
             completion = await self._create(
                 model=self.model,
                 messages=list(messages),
-                response_format=self._format(FeedbackAnswer),
+                response_format=self._format(model, name),
             )
             if completion.usage is not None:
                 usage = Usage(
@@ -276,7 +286,7 @@ class LLMClient:
                     completion_tokens=completion.usage.completion_tokens,
                 )
             content = completion.choices[0].message.content if completion.choices else None
-            return parse_structured(FeedbackAnswer, content or "")
+            return parse_structured(model, content or "")
 
         answer = await self._with_retries(call)
         return answer, usage

@@ -54,6 +54,10 @@ class FeedbackAnswer(BaseModel):
     wants_regenerate: bool = Field(
         default=False, description="True only if the feedback asks to rewrite the story now."
     )
+    targets: list[int] = Field(
+        default_factory=list,
+        description="Numbers of the images or shots the changes concern; empty for all.",
+    )
 
 
 SCHEMA_NAMES: dict[type[BaseModel], str] = {StoryDraft: "story", FeedbackAnswer: "feedback_reply"}

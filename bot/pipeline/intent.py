@@ -1,4 +1,5 @@
-"""Recognising "rewrite the story" in a thread reply without asking the LLM.
+"""Recognising "rewrite the story" (or "regenerate the images", "redo the storyboard") in a
+thread reply without asking the LLM: a request for a new version of the current stage.
 
 Only clear, short requests count; anything subtler goes to the LLM, whose feedback answer
 carries its own ``wants_regenerate`` judgement.
@@ -8,13 +9,18 @@ from __future__ import annotations
 
 import re
 
+# What a request may name: the current stage's artifact, in the words people use for it.
+_WHAT = (
+    r"(?:it|this|that|them|(?:the\s+)?"
+    r"(?:story|script|images|image\s+set|set|pictures|storyboard|shot\s+list|shots|board))"
+)
 _PHRASES = re.compile(
-    r"""^\W*(?:please\s+|pls\s+|ok(?:ay)?[,!.]?\s+|now\s+|can\s+you\s+|could\s+you\s+)*
+    rf"""^\W*(?:please\s+|pls\s+|ok(?:ay)?[,!.]?\s+|now\s+|can\s+you\s+|could\s+you\s+)*
     (?:
-        regenerate(?:\s+(?:it|this|that|the\s+story|story|the\s+script))?
-      | rewrite(?:\s+(?:it|this|that|the\s+story|story|the\s+script))?
+        regenerate(?:\s+{_WHAT})?
+      | rewrite(?:\s+{_WHAT})?
       | try\s+again
-      | redo(?:\s+(?:it|this|the\s+story))?
+      | redo(?:\s+(?:all|everything|{_WHAT}))?
       | (?:make|write)\s+(?:a\s+)?new\s+version
     )
     (?:\s+(?:please|pls|now|with\s+(?:that|these|those|the)\s+changes?))*\W*$""",
@@ -25,7 +31,7 @@ _MAX_INTENT_LENGTH = 80
 
 
 def wants_regenerate(text: str) -> bool:
-    """True when a short reply is plainly a request to rewrite the story."""
+    """True when a short reply is plainly a request for a new version of the current stage."""
     stripped = re.sub(r"<@[A-Z0-9]+(?:\|[^>]*)?>", " ", text).strip()
     if len(stripped) > _MAX_INTENT_LENGTH:
         return False

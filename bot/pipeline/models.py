@@ -28,7 +28,7 @@ class Status(StrEnum):
     GENERATING = "generating"  # first version being written
     AWAITING_REVIEW = "awaiting_review"  # a version is shown with Approve / Regenerate
     REGENERATING = "regenerating"  # a new version is being written
-    QUEUED = "queued"  # stage approved into; its generator is queued (not built yet)
+    QUEUED = "queued"  # stage approved into whose generator this version doesn't have (video)
     FAILED = "failed"  # the last generation failed; Retry is offered
     UNPOSTABLE = "unpostable"  # the app could not post in the channel; nothing to resume
 
@@ -117,6 +117,20 @@ class Turn(BaseModel):
     user_id: str | None = None  # author of a user turn
     text: str
     planned_changes: tuple[str, ...] = ()  # assistant turns: changes it said it will make
+    # Assistant turns: the items (image or shot numbers) the changes concern; () = all of them.
+    targets: tuple[int, ...] = ()
+    stage: Stage | None = None  # the stage under review when the turn was made
+
+
+class Approval(BaseModel):
+    """One approval of one stage's version: who, when, which version."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: Stage
+    version: int = Field(ge=1)
+    user_id: str
+    at: float
 
 
 class Session(BaseModel):
@@ -135,18 +149,44 @@ class Session(BaseModel):
     stage: Stage = Stage.STORY
     status: Status = Status.STARTING
     rev: int = 0
-    version: int = 0  # current story version (0 = none yet)
+    version: int = 0  # current version of the current stage (0 = none yet)
     thread_ts: str | None = None  # ts of the session card (root of the thread)
     story_message_ts: str | None = None  # the story message, edited in place
     extra_message_ts: tuple[str, ...] = ()  # continuation messages of a long story
     answered_until: int = 0  # history turns [0, answered_until) have had their answer
     incorporated_until: int = 0  # history turns [0, incorporated_until) are in a version
     active_job: str | None = None  # the job that owns the running generation or approval
+    active_item: int | None = None  # the running generation is a Redo of this item
+    stage_started_turn: int = 0  # history turns from here on were made in the current stage
     requested_changes: tuple[str, ...] = ()  # bounded running list of changes asked for
-    approved_by: str | None = None
-    approved_version: int | None = None
+    approvals: tuple[Approval, ...] = ()  # every stage approved so far, in order
+    spent_usd: float = 0.0  # paid work (images, video) actually billed for this session
+    estimate_usd: float | None = None  # the paid generation under way: its estimated cost
     failure: str | None = None  # plain-words reason when status is FAILED
-    failed_op: str | None = None  # "generate" | "regenerate": what Retry re-runs
+    failed_op: str | None = None  # "generate" | "regenerate" | "redo": what Retry re-runs
+    failed_item: int | None = None  # a failed Redo: which item Retry remakes
     usage: Usage = Usage()
     created_at: float
     updated_at: float
+
+    def approval(self, stage: Stage) -> Approval | None:
+        """The approval that moved ``stage`` on, if it was approved."""
+        return next((a for a in reversed(self.approvals) if a.stage is stage), None)
+
+    def version_of(self, stage: Stage) -> int:
+        """The version of ``stage`` that counts: the current one, or the one approved."""
+        if stage is self.stage:
+            return self.version
+        approved = self.approval(stage)
+        return approved.version if approved else 0
+
+    @property
+    def approved_by(self) -> str | None:
+        """Who approved the story (the story renderers' and refusals' word for it)."""
+        story = self.approval(Stage.STORY)
+        return story.user_id if story else None
+
+    @property
+    def approved_version(self) -> int | None:
+        story = self.approval(Stage.STORY)
+        return story.version if story else None

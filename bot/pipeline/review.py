@@ -1,22 +1,23 @@
-"""The review loop's rules: who may do what, in which state — and the plain words for "no".
+"""The plain words of the review loop: every refusal and notice a person may read.
 
-Pure functions of the session. Each ``cannot_*`` returns ``None`` when the action is allowed,
-or the polite refusal to show the clicker. Mentions here are ours; no user text is embedded.
-
-State table (story stage):
-
-    status            Approve            Regenerate          Retry           thread reply
-    generating        refuse (not yet)   refuse (not yet)    refuse (busy)   kept, answered after
-    awaiting_review   → next stage       → regenerating      refuse          answered (LLM)
-    regenerating      refuse (busy)      refuse (busy)       refuse (busy)   kept, answered after
-    failed (v ≥ 1)    → next stage       → regenerating      → regenerating  answered (LLM)
-    failed (v = 0)    refuse (not yet)   refuse (not yet)    → generating    answered (LLM)
-    after approval    refuse (done)      refuse (done)       refuse          notice: approved
+Pure functions of the session. The decisions themselves — which trigger does what in which
+stage and status — are in ``transitions``; this module only says them. Mentions here are ours;
+no user text is embedded.
 """
 
 from __future__ import annotations
 
 from bot.pipeline.models import Session, Stage, Status
+from bot.pipeline.stages import definition, spec
+
+
+def _label(stage: Stage) -> str:
+    found = definition(stage)
+    return found.artifact if found else "this session"
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def cant_post(error: str) -> str:
@@ -38,63 +39,112 @@ def unknown_session() -> str:
     )
 
 
-def cannot_approve(s: Session, user_id: str, version: int, *, policy: str) -> str | None:
-    if policy == "owner" and user_id != s.owner_id:
-        return (
-            f"Only <@{s.owner_id}>, who started this session, can approve the story. "
-            "You can still give feedback in the thread."
-        )
-    if s.stage is not Stage.STORY:
-        by = f" by <@{s.approved_by}>" if s.approved_by else ""
-        return f"This story was already approved (v{s.approved_version}{by})."
-    if s.version == 0:
-        return "The story isn't ready for approval yet."
-    if version != s.version:
-        return (
-            f"That button belongs to v{version}, but the story is now at v{s.version}. "
-            "Approve the latest version instead."
-        )
-    if s.status is Status.REGENERATING:
-        return "The story is being rewritten right now — approve it once the new version is in."
-    if s.status not in (Status.AWAITING_REVIEW, Status.FAILED):
-        return "The story isn't ready for approval yet."
-    return None
+def only_approvers(s: Session) -> str:
+    return (
+        f"Only <@{s.owner_id}>, who started this session, can approve {_label(s.stage)}. "
+        "You can still give feedback in the thread."
+    )
 
 
-def cannot_regenerate(s: Session, version: int) -> str | None:
-    if s.stage is not Stage.STORY:
-        return f"This story was already approved (v{s.approved_version}); it can't be regenerated."
+def already_approved(s: Session, stage: Stage) -> str:
+    approval = s.approval(stage)
+    if approval is None:
+        return stale_stage(s)
+    return (
+        f"{_cap(_label(stage))} was already approved (v{approval.version} by "
+        f"<@{approval.user_id}>); it won't change any more."
+    )
+
+
+def stale_stage(s: Session) -> str:
+    return (
+        "That button belongs to a stage this session isn't at. "
+        f"It's now on {_label(s.stage)} — use the buttons of the latest message."
+    )
+
+
+def outdated(s: Session, version: int, *, what: str = "Use the buttons on") -> str:
+    return (
+        f"That button belongs to v{version}, but {_label(s.stage)} is now at v{s.version}. "
+        f"{what} the latest version instead."
+    )
+
+
+def outdated_approve(s: Session, version: int) -> str:
+    return outdated(s, version, what="Approve")
+
+
+def not_ready(s: Session) -> str:
+    return f"{_cap(_label(s.stage))} isn't ready for that yet — give it a moment."
+
+
+def busy(s: Session) -> str:
     if s.status is Status.REGENERATING:
-        return "I'm already rewriting the story — the new version will replace this one shortly."
-    if s.version == 0:
-        return "The story isn't ready yet — give it a moment, or use Retry if it failed."
-    if version != s.version:
         return (
-            f"That button belongs to v{version}, but the story is now at v{s.version}. "
-            "Use the buttons on the latest version."
+            f"I'm already making a new version of {_label(s.stage)} — it will replace "
+            "this one shortly."
         )
-    if s.status not in (Status.AWAITING_REVIEW, Status.FAILED):
-        return "The story isn't ready yet — give it a moment."
-    return None
+    return f"I'm already working on {_label(s.stage)} — it will appear shortly."
 
 
 def nothing_to_retry(s: Session) -> str:
     if s.status in (Status.GENERATING, Status.REGENERATING):
-        return "I'm already working on it — the story will appear shortly."
-    return "There's nothing to retry — the story is up to date."
+        return busy(s)
+    return f"There's nothing to retry — {_label(s.stage)} is up to date."
+
+
+def no_such_item(s: Session, item: int, count: int) -> str:
+    word = spec(s.stage).item or "item"
+    return f"There is no {word} {item} in this version (it has {count})."
+
+
+def not_redoable(s: Session) -> str:
+    return f"{_cap(_label(s.stage))} can't be remade one piece at a time — use Regenerate."
+
+
+def incomplete(s: Session, missing: list[int]) -> str:
+    word = spec(s.stage).item or "item"
+    listed = ", ".join(str(i) for i in missing)
+    plural = "s" if len(missing) > 1 else ""
+    return (
+        f"{_cap(word)}{plural} {listed} couldn't be made, so this set can't be approved yet. "
+        f"Use Redo on the {word}{plural}, or Regenerate the whole set."
+    )
+
+
+def stage_unavailable(s: Session) -> str:
+    return (
+        f"{_cap(_label(s.stage))} isn't available in this version of Storyloop yet. "
+        "Everything approved so far is collected in the thread."
+    )
+
+
+def session_done(s: Session) -> str:
+    return "This session is complete; nothing here changes any more. Start a new one with `/story`."
 
 
 def after_approval(s: Session) -> str:
+    """A thread reply when there is nothing left to discuss in this session."""
+    if s.stage is Stage.COMPLETE:
+        return session_done(s)
     return (
-        f"This story was approved (v{s.approved_version}), so it won't change any more. "
-        "Feedback on reference images will be possible once that stage is available."
+        f"Everything up to {_label(s.stage)} is approved. {stage_unavailable(s)} "
+        "Your message is kept in the session's history."
+    )
+
+
+def over_budget(limit_usd: float) -> str:
+    return (
+        f"This workspace has reached its daily spending limit for paid generation "
+        f"(${limit_usd:,.2f}), so I didn't start. It resets at midnight UTC; an admin can raise "
+        "it with STORYLOOP_DAILY_SPEND_LIMIT_USD. Use Retry after that."
     )
 
 
 def no_answer() -> str:
     return (
         "I couldn't answer just now, but your feedback is saved and will be used when the "
-        "story is regenerated."
+        "next version is made."
     )
 
 

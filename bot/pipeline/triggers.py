@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.pipeline.models import Stage
+
 
 class TriggerKind(StrEnum):
     START = "start"
@@ -20,6 +22,7 @@ class TriggerKind(StrEnum):
     REGENERATE = "regenerate"
     APPROVE = "approve"
     RETRY = "retry"
+    REDO = "redo"
 
 
 class _Trigger(BaseModel):
@@ -62,6 +65,7 @@ class Feedback(_Trigger):
 
 class _Click(_Trigger):
     session_id: str
+    stage: Stage = Stage.STORY  # the stage the button was shown for
     version: int
     message_ts: str
     action_ts: str
@@ -87,8 +91,16 @@ class Retry(_Click):
     kind: Literal[TriggerKind.RETRY] = TriggerKind.RETRY
 
 
+class Redo(_Click):
+    """Remake one item (an image) of the current version."""
+
+    kind: Literal[TriggerKind.REDO] = TriggerKind.REDO
+    item: int = Field(ge=1, le=100)
+
+
+Click = Approve | Regenerate | Retry | Redo
 Trigger = Annotated[
-    StartSession | Feedback | Regenerate | Approve | Retry, Field(discriminator="kind")
+    StartSession | Feedback | Regenerate | Approve | Retry | Redo, Field(discriminator="kind")
 ]
 
 

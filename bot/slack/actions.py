@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bot.pipeline.models import Stage
+
 __all__ = [
     "DEFAULT_DURATION_S",
     "DURATION_ACTION",
@@ -28,15 +30,18 @@ __all__ = [
     "TONE_MAX_CHARS",
     "ActionId",
     "ButtonValue",
+    "StageButtonValue",
+    "parse_button",
 ]
 
 
 class ActionId(StrEnum):
     """``action_id`` of every button the app posts; handlers register on these."""
 
-    APPROVE = "story_approve"
+    APPROVE = "story_approve"  # every stage's Approve (the name predates the later stages)
     REGENERATE = "story_regenerate"
     RETRY = "story_retry"
+    REDO = "stage_redo"  # remake one item (an image) of a version
 
 
 # Far above anything encode() produces (~100 chars), far below Slack's 2,000-char value limit:
@@ -85,6 +90,55 @@ class ButtonValue(BaseModel):
         if "v" not in value.model_fields_set:
             return None
         return value
+
+    @property
+    def stage(self) -> Stage:
+        """Format 1 predates the later stages: its buttons are the story's."""
+        return Stage.STORY
+
+    @property
+    def item(self) -> int | None:
+        return None
+
+
+class StageButtonValue(BaseModel):
+    """Format 2: a button of any stage, bound to session, stage, version and (Redo) an item."""
+
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
+
+    v: Literal[2] = 2
+    session: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    stage: Annotated[Stage, Field(strict=False)]
+    version: Annotated[int, Field(ge=0, le=10_000)]
+    item: Annotated[int | None, Field(ge=1, le=100)] = None
+
+    @field_validator("v", "version", "item", mode="before")
+    @classmethod
+    def _no_bools(cls, v: object) -> object:
+        if isinstance(v, bool):
+            raise ValueError("must be an integer")
+        return v
+
+    def encode(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+    @classmethod
+    def parse(cls, raw: str | None) -> StageButtonValue | None:
+        if not isinstance(raw, str) or len(raw) > MAX_BUTTON_VALUE_CHARS:
+            return None
+        try:
+            value = cls.model_validate_json(raw)
+        except (ValidationError, ValueError):
+            return None
+        return value if "v" in value.model_fields_set else None
+
+
+AnyButtonValue = ButtonValue | StageButtonValue
+
+
+def parse_button(raw: str | None) -> AnyButtonValue | None:
+    """Any button value we ever posted (format 1 or 2), or ``None``. Never raises."""
+    return ButtonValue.parse(raw) or StageButtonValue.parse(raw)
 
 
 # The "new story" modal: its callback id, and a block id / action id per input, which the view

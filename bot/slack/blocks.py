@@ -4,15 +4,20 @@ No client, no I/O, no LLM: the job that delivers a message decides *when*, these
 so every screen is unit-tested against Slack's limits and escaping rules. User- and LLM-written
 text is always escaped here; the only live control sequences in the output are the mentions the
 builders put there on purpose. The story message, which can outgrow one Slack message, lives in
-``story_blocks`` and is re-exported.
+``story_blocks``, the later stages' screens (images, storyboard) in ``stage_blocks``; both are
+re-exported, so callers import ``bot.slack.blocks`` only. Stage words (labels, titles, what
+a stage makes) come from ``bot.pipeline.stages``; this layer adds only its voice
+(:data:`STAGE_DOING`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bot.pipeline.models import Session, Stage, Status, StoryVersion
+from bot.pipeline.stages import REGISTRY, definition, next_stage
 from bot.slack.actions import (
     DEFAULT_DURATION_S,
     DURATION_ACTION,
@@ -29,6 +34,25 @@ from bot.slack.actions import (
     ButtonValue,
 )
 from bot.slack.mrkdwn import escape, mention, split_text, truncate
+from bot.slack.stage_blocks import (
+    ReviewState,
+    collected,
+    image_file_title,
+    image_filename,
+    images_progress,
+    images_progress_done,
+    images_review,
+    safe_url,
+    stage_failure,
+    stage_title,
+    storyboard_filename,
+    storyboard_markdown,
+    storyboard_messages,
+    storyboard_progress,
+    storyboard_progress_done,
+    unavailable_title,
+    usd,
+)
 from bot.slack.story_blocks import (
     BUTTON_TEXT_MAX_CHARS,
     FALLBACK_TEXT_MAX_CHARS,
@@ -42,6 +66,7 @@ from bot.slack.story_blocks import (
     block_text_length,
     button,
     context,
+    one_line,
     plain_text,
     rendered,
     section,
@@ -55,20 +80,40 @@ __all__ = [
     "MAX_BLOCKS",
     "MESSAGE_TEXT_BUDGET",
     "SECTION_MAX_CHARS",
+    "STAGE_DOING",
     "Block",
+    "Doing",
     "Rendered",
+    "ReviewState",
     "StoryState",
     "approved_notice",
     "block_text_length",
+    "collected",
     "ephemeral",
     "failure_final",
     "failure_message",
     "feedback_reply",
     "generating_placeholder",
+    "image_file_title",
+    "image_filename",
+    "images_progress",
+    "images_progress_done",
+    "images_review",
+    "safe_url",
     "session_card",
+    "stage_failure",
+    "stage_title",
+    "stage_updated_notice",
     "start_modal",
     "story_messages",
     "story_updated_notice",
+    "storyboard_filename",
+    "storyboard_markdown",
+    "storyboard_messages",
+    "storyboard_progress",
+    "storyboard_progress_done",
+    "unavailable_title",
+    "usd",
 ]
 
 PROMPT_EXCERPT_CHARS = 300
@@ -76,54 +121,64 @@ SUMMARY_MAX_CHARS = 500
 REASON_MAX_CHARS = 500
 MAX_MENTIONED_AUTHORS = 10
 
-_STAGE_LABELS = {
-    Stage.STORY: "Story",
-    Stage.REFERENCE_IMAGE: "Images",
-    Stage.STORYBOARD: "Storyboard",
-    Stage.VIDEO: "Video",
+
+@dataclass(frozen=True)
+class Doing:
+    """How the card words a stage at work: "🎨 Making the reference images…". The words for
+    *what* is made come from the stage registry; this is only the Slack layer's voice."""
+
+    emoji: str
+    verb: str
+    plural: bool = False  # "Reference images v2 are awaiting review"
+
+
+# One entry per registry stage (a unit test checks it); an unknown stage gets _DEFAULT_DOING.
+STAGE_DOING: Mapping[Stage, Doing] = {
+    Stage.STORY: Doing("✍️", "Writing"),
+    Stage.REFERENCE_IMAGE: Doing("🎨", "Making", plural=True),
+    Stage.STORYBOARD: Doing("🎬", "Drafting"),
+    Stage.VIDEO: Doing("🎞️", "Making"),
 }
-# What the generator of a stage makes, for "… generation isn't available in this version yet".
-_STAGE_ARTIFACTS = {
-    Stage.REFERENCE_IMAGE: "image",
-    Stage.STORYBOARD: "storyboard",
-    Stage.VIDEO: "video",
-}
+_DEFAULT_DOING = Doing("⏳", "Making")
 _IN_PROGRESS = {Status.STARTING, Status.GENERATING, Status.REGENERATING, Status.AWAITING_REVIEW}
 _QUOTE_OPEN = "\N{LEFT DOUBLE QUOTATION MARK}"
 _QUOTE_CLOSE = "\N{RIGHT DOUBLE QUOTATION MARK}"
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def session_card(session: Session) -> Rendered:
     """The thread's root message: who is writing what, and where the session stands."""
-    excerpt = escape(truncate(_one_line(session.prompt), PROMPT_EXCERPT_CHARS))
+    excerpt = escape(truncate(one_line(session.prompt), PROMPT_EXCERPT_CHARS))
     headline = (
         f"🎬 {mention(session.owner_id)} is writing a {session.duration_s:,} s story: "
         f"{_QUOTE_OPEN}{excerpt}{_QUOTE_CLOSE}"
     )
     body = headline
     if session.tone and session.tone.strip():
-        body += f"\nTone: {escape(truncate(_one_line(session.tone), TONE_MAX_CHARS))}"
+        body += f"\nTone: {escape(truncate(one_line(session.tone), TONE_MAX_CHARS))}"
     lines = [_stage_tracker(session)]
     if status := _status_line(session):
         lines.append(status)
-    if session.approved_by and session.approved_version and session.stage is not Stage.STORY:
-        lines.append(
-            f"Story v{session.approved_version} approved by {mention(session.approved_by)}"
-        )
+    # The latest approval of each stage: at most one line per stage, so the context block
+    # stays within Slack's 10 elements (tracker + status + 4 stages + 2 cost lines).
+    for stage_def in REGISTRY:
+        if approval := session.approval(stage_def.stage):
+            lines.append(
+                f"{stage_def.title} v{approval.version} approved by {mention(approval.user_id)}"
+            )
+    if session.estimate_usd is not None:
+        lines.append(f"💵 Estimated {usd(session.estimate_usd)} for this generation")
+    if session.spent_usd > 0:
+        lines.append(f"💵 Spent so far: {usd(session.spent_usd)}")
     return rendered(headline, [section("card_title", body), context("card_stages", *lines)])
 
 
 def _stage_tracker(session: Session) -> str:
     """``Story ✅ · Images ⏳ · Storyboard · Video``: done, current (with its state), to come."""
-    stages = list(_STAGE_LABELS)
-    current = stages.index(session.stage) if session.stage in _STAGE_LABELS else len(stages)
+    stages = [d.stage for d in REGISTRY]
+    current = stages.index(session.stage) if session.stage in stages else len(stages)
     parts: list[str] = []
-    for index, stage in enumerate(stages):
-        label = _STAGE_LABELS[stage]
+    for index, stage_def in enumerate(REGISTRY):
+        label = stage_def.label
         if index < current:
             parts.append(f"{label} ✅")
         elif index > current:
@@ -133,33 +188,37 @@ def _stage_tracker(session: Session) -> str:
         elif session.status is Status.FAILED:
             parts.append(f"{label} ⚠️")
         elif session.status is Status.QUEUED:
-            parts.append(f"{label} (queued)")
+            parts.append(f"{label} (not available yet)")
         else:
             parts.append(label)
     return " · ".join(parts)
 
 
 def _status_line(session: Session) -> str | None:
-    """The current stage's state in plain words; a queued stage says it isn't built yet."""
-    label = _STAGE_LABELS.get(session.stage)
-    if label is None:
+    """The current stage's state in plain words; a stage this version can't make says so."""
+    stage_def = definition(session.stage)
+    if stage_def is None:
         return "✅ Complete"
+    doing = STAGE_DOING.get(session.stage, _DEFAULT_DOING)
     status = session.status
     if status is Status.STARTING:
         return "⏳ Starting…"
     if status is Status.GENERATING:
-        return f"✍️ Writing the {label.lower()}…"
+        return f"{doing.emoji} {doing.verb} {stage_def.artifact}…"
     if status is Status.REGENERATING:
-        return f"✍️ Writing a new version of the {label.lower()}…"
+        return f"{doing.emoji} {doing.verb} a new version of {stage_def.artifact}…"
     if status is Status.AWAITING_REVIEW:
-        version = f" v{session.version}" if session.stage is Stage.STORY and session.version else ""
-        return f"👀 {label}{version} is awaiting review in the thread"
+        version = f" v{session.version}" if session.version else ""
+        verb = "are" if doing.plural else "is"
+        return f"👀 {stage_def.title}{version} {verb} awaiting review in the thread"
     if status is Status.FAILED:
-        reason = escape(truncate(_one_line(session.failure or "Generation failed"), 300))
+        reason = escape(truncate(one_line(session.failure or "Generation failed"), 300))
         return f"⚠️ {reason} — Retry is offered in the thread"
     if status is Status.QUEUED:
-        artifact = _STAGE_ARTIFACTS.get(session.stage, label.lower())
-        return f"{label}: queued — {artifact} generation isn't available in this version yet"
+        return (
+            f"{stage_def.title} isn't available in this version of Storyloop yet — "
+            "everything approved so far is collected in the thread."
+        )
     return None
 
 
@@ -179,7 +238,7 @@ def generating_placeholder(
     headline = "🔄 Regenerating story…" if regenerating else "✍️ Generating your story…"
     blocks = [section("generating", headline)]
     if title and title.strip():
-        working = escape(truncate(_one_line(title), HEADER_MAX_CHARS))
+        working = escape(truncate(one_line(title), HEADER_MAX_CHARS))
         blocks.append(section("working_title", f"*Working title:* {working}"))
     if chars > 0:
         progress = f"Writing… {chars:,} characters so far · {max(elapsed_s, 0.0):.0f} s"
@@ -189,17 +248,34 @@ def generating_placeholder(
 
 def story_updated_notice(version: StoryVersion) -> Rendered:
     """Thread notice for a new version: editing the story message in place notifies no one."""
-    text = f"Story updated to v{version.number}"
-    if summary := _one_line(version.summary_of_changes):
+    return stage_updated_notice(Stage.STORY, version.number, version.summary_of_changes)
+
+
+def stage_updated_notice(stage: Stage, number: int, summary: str) -> Rendered:
+    """Thread notice that ``stage`` has a new version, with what changed when it is known."""
+    text = f"{stage_title(stage)} updated to v{number}"
+    if summary := one_line(summary):
         text += f": {escape(truncate(summary, SUMMARY_MAX_CHARS))}"
-    return rendered(text, [section("story_updated", text)])
+    return rendered(text, [section(f"{stage}_updated", text)])
 
 
-def approved_notice(user_id: str, version: int) -> Rendered:
-    """Thread notice for an approval, honest that the next stage is only queued for now."""
-    text = f"✅ Story approved (v{version} by {mention(user_id)})! Generating reference images…"
-    note = "The Images stage is queued: image generation isn't available in this version yet."
-    return rendered(text, [section("approved", text), context("approved_next", note)])
+def approved_notice(stage: Stage, user_id: str, version: int) -> Rendered:
+    """Thread notice for an approval: what starts next, or honestly that nothing can yet."""
+    text = f"✅ {stage_title(stage)} approved (v{version} by {mention(user_id)})!"
+    upcoming = definition(next_stage(stage))
+    note: str | None = None
+    if upcoming is not None and upcoming.available:
+        doing = STAGE_DOING.get(upcoming.stage, _DEFAULT_DOING)
+        text += f" {doing.verb} {upcoming.artifact}…"
+    elif upcoming is not None:
+        note = (
+            f"{upcoming.title} isn't available in this version of Storyloop yet — "
+            "everything approved so far is collected below."
+        )
+    blocks = [section("approved", text)]
+    if note:
+        blocks.append(context("approved_next", note))
+    return rendered(text, blocks)
 
 
 def feedback_reply(reply: str, author_ids: Sequence[str]) -> Rendered:
@@ -222,7 +298,7 @@ def feedback_reply(reply: str, author_ids: Sequence[str]) -> Rendered:
 
 def failure_message(session: Session, reason: str, *, retry_version: int) -> Rendered:
     """A retryable failure in plain words, with a Retry button bound to the session."""
-    text = f"⚠️ {escape(truncate(_one_line(reason), REASON_MAX_CHARS))}"
+    text = f"⚠️ {escape(truncate(one_line(reason), REASON_MAX_CHARS))}"
     value = ButtonValue(session=session.id, version=retry_version)
     actions = {
         "type": "actions",
@@ -234,7 +310,7 @@ def failure_message(session: Session, reason: str, *, retry_version: int) -> Ren
 
 def failure_final(reason: str) -> Rendered:
     """A failure with nothing left to retry: the words only, no button that can't work."""
-    text = f"⚠️ {escape(truncate(_one_line(reason), REASON_MAX_CHARS))}"
+    text = f"⚠️ {escape(truncate(one_line(reason), REASON_MAX_CHARS))}"
     return rendered(text, [section("failure", text)])
 
 

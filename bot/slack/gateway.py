@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -22,7 +22,6 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.pipeline.models import Session
 from bot.slack.blocks import Rendered
-from storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +37,21 @@ NOT_POSTABLE = {
 }
 _TRANSIENT = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
 ATTEMPTS = 3
+
+
+class MessageLedger(Protocol):
+    """Where the gateway remembers what it posted: delivery slot → Slack message ts (or an
+    upload's file id). Storage implements it; the gateway needs nothing else of storage."""
+
+    async def message_ts(self, session: Session, slot: str) -> str | None: ...
+
+    async def record_message(self, session: Session, slot: str, ts: str) -> str:
+        """Record ``ts`` for ``slot`` unless one was recorded first; returns the winner."""
+        ...
+
+    async def note_message(self, session: Session, slot: str, value: str) -> None:
+        """Overwrite ``slot``'s entry."""
+        ...
 
 
 class NotPostable(Exception):
@@ -67,11 +81,11 @@ def _text(msg: Rendered) -> str:
 
 
 class SlackGateway:
-    def __init__(self, client: AsyncWebClient, repo: Repository) -> None:
+    def __init__(self, client: AsyncWebClient, ledger: MessageLedger) -> None:
         self.client = client
-        self.repo = repo
+        self.ledger = ledger
 
-    async def _call(self, method: str, *, wait_on_429: bool = True, **kwargs: Any) -> Any:
+    async def call(self, method: str, *, wait_on_429: bool = True, **kwargs: Any) -> Any:
         """One Web API call; on 429 wait Retry-After, then go on only if we still own the job."""
         for _ in range(MAX_RATE_LIMIT_WAITS):
             try:
@@ -102,13 +116,13 @@ class SlackGateway:
         ``fresh``: the caller created the session a moment ago under its lease, so nothing can
         have been posted for it yet (saves a Redis round trip before a session's first post).
         """
-        known = None if fresh else await self.repo.message_ts(session, slot)
+        known = None if fresh else await self.ledger.message_ts(session, slot)
         if known:
             return known
         if recover:
             found = await self._find_posted(session, slot, thread_ts)
             if found:
-                return await self.repo.record_message(session, slot, found)
+                return await self.ledger.record_message(session, slot, found)
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 # Shielded: if this job is stopped (its lease was lost) while the post is in
@@ -119,14 +133,14 @@ class SlackGateway:
                 await asyncio.sleep(0.2 * attempt)
                 found = await self._find_posted(session, slot, thread_ts)
                 if found:
-                    return await self.repo.record_message(session, slot, found)
+                    return await self.ledger.record_message(session, slot, found)
         raise SlackDeliveryError(f"could not post {slot}")
 
     async def _post_and_record(
         self, session: Session, slot: str, msg: Rendered, thread_ts: str | None
     ) -> str:
         ts = await self._post(session, slot, msg, thread_ts=thread_ts)
-        winner = await self.repo.record_message(session, slot, ts)
+        winner = await self.ledger.record_message(session, slot, ts)
         if winner != ts:
             # Another worker posted this slot while we were paused mid-post: take ours back.
             log.warning("slot %s was posted by another worker; deleting ours", slot)
@@ -156,7 +170,7 @@ class SlackGateway:
         if thread_ts:
             kwargs["thread_ts"] = thread_ts
         try:
-            resp = await self._call("chat_postMessage", **kwargs)
+            resp = await self.call("chat_postMessage", **kwargs)
         except SlackApiError as exc:
             error = str(exc.response.get("error", ""))
             if error == "not_in_channel" and may_join and await self.join(session.channel_id):
@@ -195,7 +209,7 @@ class SlackGateway:
 
     async def join(self, channel_id: str) -> bool:
         try:
-            await self._call("conversations_join", channel=channel_id)
+            await self.call("conversations_join", channel=channel_id)
         except SlackApiError as exc:
             log.info("could not join %s: %s", channel_id, exc.response.get("error"))
             return False
@@ -211,7 +225,7 @@ class SlackGateway:
         """
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                await self._call(
+                await self.call(
                     "chat_update",
                     wait_on_429=not best_effort,
                     channel=session.channel_id,
@@ -256,9 +270,19 @@ class SlackGateway:
                 await self.delete(session, stale)
         return tuple(extra)
 
+    async def permalink(self, session: Session, ts: str) -> str | None:
+        """A link to one of the session's messages (None if Slack won't say)."""
+        try:
+            resp = await self.call("chat_getPermalink", channel=session.channel_id, message_ts=ts)
+        except (SlackApiError, *_TRANSIENT) as exc:
+            log.info("no permalink for %s: %s", ts, exc)
+            return None
+        link = resp.get("permalink")
+        return str(link) if isinstance(link, str) else None
+
     async def delete(self, session: Session, ts: str) -> None:
         try:
-            await self._call("chat_delete", channel=session.channel_id, ts=ts)
+            await self.call("chat_delete", channel=session.channel_id, ts=ts)
         except SlackApiError as exc:
             if exc.response.get("error") != "message_not_found":
                 log.warning("chat.delete %s failed: %s", ts, exc.response.get("error"))
@@ -283,7 +307,7 @@ class SlackGateway:
                     replace_original=False,
                 )
                 return
-            await self._call(
+            await self.call(
                 "chat_postEphemeral",
                 channel=channel_id,
                 user=user_id,

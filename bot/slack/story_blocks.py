@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bot.pipeline.models import Scene, Session, Story, StoryVersion
-from bot.slack.actions import ActionId, ButtonValue
+from bot.slack.actions import ActionId, AnyButtonValue, ButtonValue
 from bot.slack.mrkdwn import escape, mention, split_text, truncate
 
 __all__ = [
@@ -28,8 +28,11 @@ __all__ = [
     "StoryState",
     "block_text_length",
     "button",
+    "clock",
     "context",
     "mrkdwn_text",
+    "one_line",
+    "paginate",
     "plain_text",
     "rendered",
     "section",
@@ -56,6 +59,11 @@ class Rendered:
 
     text: str
     blocks: list[Block]
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines included) collapsed to one space."""
+    return " ".join(text.split())
 
 
 def rendered(text: str, blocks: list[Block]) -> Rendered:
@@ -89,7 +97,7 @@ def context(block_id: str, *texts: str) -> Block:
 
 
 def button(
-    label: str, action_id: ActionId, value: ButtonValue, *, style: str | None = None
+    label: str, action_id: ActionId, value: AnyButtonValue, *, style: str | None = None
 ) -> Block:
     element: Block = {
         "type": "button",
@@ -142,7 +150,7 @@ def story_messages(
     tail = _story_footer(session, n, state, approved_by or session.approved_by)
 
     longest_note = len(f"Story v{n} (continued, part 99999/99999)")
-    pages = _paginate(head, _story_body(story, n), tail, note_chars=longest_note)
+    pages = paginate(head, _story_body(story, n), tail, note_chars=longest_note)
     count = len(pages)
     messages = [rendered(f"Story v{n}: {title}", pages[0])]
     for k, page in enumerate(pages[1:], start=2):
@@ -187,7 +195,7 @@ def _story_body(story: Story, n: int) -> list[Block]:
 
 
 def _scene_text(scene: Scene, start_s: int) -> str:
-    span = f"{_clock(start_s)}\N{EN DASH}{_clock(start_s + scene.duration_s)}"
+    span = f"{clock(start_s)}\N{EN DASH}{clock(start_s + scene.duration_s)}"
     return (
         f"*Scene {scene.number} · {span} · {scene.duration_s} s*\n"
         f"*Visuals:* {escape(scene.visuals)}\n"
@@ -195,18 +203,27 @@ def _scene_text(scene: Scene, start_s: int) -> str:
     )
 
 
-def _clock(seconds: int) -> str:
+def clock(seconds: int) -> str:
+    """``m:ss``, the way timings read on a script or a shot list."""
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def _paginate(
-    head: list[Block], body: Sequence[Block], tail: list[Block], *, note_chars: int
+def paginate(
+    head: list[Block],
+    body: Sequence[Block],
+    tail: list[Block],
+    *,
+    note_chars: int,
+    continues: str = "Script continues below ↓",
+    tail_last: bool = False,
 ) -> list[list[Block]]:
     """Lay ``body`` out over as many messages as the block-count and text budgets require.
 
     The first message is ``head + body… + tail``. When the body doesn't fit, the first message
-    also gets a "continues below" note and each later one is left room for a one-line part note
+    also gets a ``continues`` note and each later one is left room for a one-line part note
     of at most ``note_chars`` characters (added by the caller, who knows the part count).
+    ``tail`` (the buttons and state footer) goes on the first message, or with ``tail_last`` on
+    the last one: a list read top to bottom is acted on at its end, the bottom of the thread.
     """
     fixed = [*head, *tail]
     if (
@@ -215,7 +232,11 @@ def _paginate(
     ):
         return [[*head, *body, *tail]]
 
-    note = context("continues", "Script continues below ↓")
+    note = context("continues", continues)
+    # Every later page keeps room for the tail too when it may end up on it: which page is the
+    # last is only known once the body has been laid out.
+    later_blocks = MAX_BLOCKS - 1 - (len(tail) if tail_last else 0)
+    later_chars = MESSAGE_TEXT_BUDGET - note_chars - (block_text_length(tail) if tail_last else 0)
     pages: list[list[Block]] = [[]]
     blocks_left = MAX_BLOCKS - len(fixed) - 1
     chars_left = MESSAGE_TEXT_BUDGET - block_text_length([*fixed, note])
@@ -223,9 +244,13 @@ def _paginate(
         size = block_text_length(block)
         if pages[-1] and (blocks_left < 1 or size > chars_left):
             pages.append([])
-            blocks_left, chars_left = MAX_BLOCKS - 1, MESSAGE_TEXT_BUDGET - note_chars
+            blocks_left, chars_left = later_blocks, later_chars
         pages[-1].append(block)
         blocks_left -= 1
         chars_left -= size
-    pages[0] = [*head, *pages[0], note, *tail]
+    if tail_last:
+        pages[0] = [*head, *pages[0], note]
+        pages[-1] = [*pages[-1], *tail]
+    else:
+        pages[0] = [*head, *pages[0], note, *tail]
     return pages

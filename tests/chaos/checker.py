@@ -31,21 +31,28 @@ import asyncio
 import json
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from redis.asyncio import Redis
 
+from bot.pipeline.artifacts import ImageOutcome, ImageSetVersion, StoryboardVersion
 from bot.pipeline.models import Session, Stage, Status, StoryVersion, Turn, TurnRole
 from bot.pipeline.triggers import session_id_for
-from bot.slack.actions import ButtonValue
+from bot.slack.actions import parse_button
 from handlers import replies
 from storage import keys
 from tests.e2e.harness import action_ids, block_text, session_of, slot_of
 from tests.emulators.slack import ResponsePost, SlackEmulator, StoredMessage
 
 TriggerKind = Literal["command", "click", "reply"]
-CLICK_KINDS = {"story_approve": "approve", "story_regenerate": "regenerate", "story_retry": "retry"}
+CLICK_KINDS = {
+    "story_approve": "approve",
+    "story_regenerate": "regenerate",
+    "story_retry": "retry",
+    "stage_redo": "redo",
+}
 AT_REST = (Status.AWAITING_REVIEW, Status.FAILED, Status.QUEUED)
 WORKING = (Status.STARTING, Status.GENERATING, Status.REGENERATING)
 
@@ -167,7 +174,7 @@ class Trace:
         ack = await self.emu.click(message, action_id, user=user, value=value)
         payload = self._record_of(ack)
         action = payload["actions"][0]
-        value = ButtonValue.parse(action.get("value"))
+        value = parse_button(action.get("value"))
         team = str(payload["team"]["id"])
         sid = value.session if value else None
         kind = CLICK_KINDS.get(action_id, action_id)
@@ -301,12 +308,34 @@ class SessionView:
     """What Redis holds for one session, and its bot messages in Slack by slot."""
 
     session: Session
-    versions: dict[int, StoryVersion]
+    versions: dict[int, StoryVersion]  # the story's
     history: list[Turn]
     slots: dict[str, list[StoredMessage]]
+    images: dict[int, ImageSetVersion] = field(default_factory=dict)
+    boards: dict[int, StoryboardVersion] = field(default_factory=dict)
+    # Files the emulator shows in the session's thread, and the file ids the ledger recorded.
+    files: list[str] = field(default_factory=list)
 
     def slot(self, name: str) -> list[StoredMessage]:
         return self.slots.get(name, [])
+
+    def review(self, stage: Stage, number: int) -> StoredMessage | None:
+        """The message a later stage's version is reviewed on (a storyboard's last page)."""
+        if stage is Stage.REFERENCE_IMAGE:
+            found = self.slot(f"{stage}:v{number}")
+            return found[0] if found else None
+        pages = sorted(
+            (slot for slot in self.slots if slot.startswith(f"{stage}:v{number}:p")),
+            key=lambda slot: int(slot.rsplit("p", 1)[1]),
+        )
+        return self.slot(pages[-1])[0] if pages else None
+
+    def stage_versions(self, stage: Stage) -> dict[int, Any]:
+        if stage is Stage.REFERENCE_IMAGE:
+            return dict(self.images)
+        if stage is Stage.STORYBOARD:
+            return dict(self.boards)
+        return dict(self.versions)
 
 
 def _story_state(msg: StoredMessage) -> str:
@@ -346,12 +375,24 @@ async def _sessions(redis: Redis, team: str, known: set[str]) -> dict[str, Sessi
     return found
 
 
-async def _view(redis: Redis, s: Session, slots: dict[str, list[StoredMessage]]) -> SessionView:
+async def _view(
+    emu: SlackEmulator, redis: Redis, s: Session, slots: dict[str, list[StoredMessage]]
+) -> SessionView:
     raw_versions = await redis.hgetall(keys.versions(s.team_id, s.id))
-    versions = {int(k): StoryVersion.model_validate_json(v) for k, v in raw_versions.items()}
+    versions = {
+        int(k): StoryVersion.model_validate_json(v) for k, v in raw_versions.items() if k.isdigit()
+    }
+    images, boards = {}, {}
+    for field_name, raw in raw_versions.items():
+        stage, _, number = str(field_name).partition(":")
+        if stage == Stage.REFERENCE_IMAGE and number.isdigit():
+            images[int(number)] = ImageSetVersion.model_validate_json(raw)
+        elif stage == Stage.STORYBOARD and number.isdigit():
+            boards[int(number)] = StoryboardVersion.model_validate_json(raw)
     raw_history = await redis.lrange(keys.history(s.team_id, s.id), 0, -1)
     history = [Turn.model_validate_json(item) for item in raw_history]
-    return SessionView(s, versions, history, slots)
+    files = [f.id for f in emu.files_in_thread(s.channel_id, s.thread_ts)] if s.thread_ts else []
+    return SessionView(s, versions, history, slots, images, boards, files)
 
 
 async def pending_jobs(redis: Redis) -> int:
@@ -413,7 +454,7 @@ async def check(emu: SlackEmulator, redis: Redis, trace: Trace) -> Report:
             slots[sid][slot].append(msg)
     known = {t.session for t in trace.triggers if t.session}
     sessions = await _sessions(redis, team, known)
-    views = {sid: await _view(redis, s, slots[sid]) for sid, s in sessions.items()}
+    views = {sid: await _view(emu, redis, s, slots[sid]) for sid, s in sessions.items()}
 
     pending = await pending_jobs(redis)
     if pending:
@@ -555,6 +596,10 @@ def _reply_outcomes(report: Report, t: Trigger, view: SessionView | None) -> lis
     for number, version in sorted(view.versions.items()):
         if number >= 2 and t.ts in version.feedback_ts and view.slot(f"notice:{number}"):
             return [f"notice:{number}"]
+    for stage in (Stage.REFERENCE_IMAGE, Stage.STORYBOARD):
+        for number, later in sorted(view.stage_versions(stage).items()):
+            if t.ts in later.feedback_ts and view.review(stage, number) is not None:
+                return [f"review:{stage}:{number}"]
     return []
 
 
@@ -574,8 +619,23 @@ async def _click_outcomes(
         return outcomes
     effect = None
     notices = [s for s in steps if s.startswith("notice:")]
-    if "approved" in steps:
-        effect = "approved" if view.slot("approved") else None
+    reviews = [s.split(":") for s in steps if s.startswith("review:")]
+    approvals = [s for s in view.slots if s == "approved" or s.startswith("approved:")]
+    if t.action == "story_approve" and approvals and view.session.approvals:
+        # An approval goes on into the next stage's generation under the same job: its
+        # notice is the click's outcome, whatever the marker of the generation lists.
+        effect = "approved"
+    elif "approved" in steps or any(s.startswith("approved:") for s in steps):
+        effect = "approved" if approvals else None
+    elif "failure" in steps or any(s.startswith("failure:") for s in steps):
+        failed = view.slot(f"fail:{t.job_id}")
+        stories = view.slot("story")
+        if failed or (stories and _story_state(stories[0]) == "failed"):
+            effect = "failure-with-retry"
+    elif reviews:
+        _, stage, number = reviews[0]
+        found = view.review(Stage(stage), int(number))
+        effect = f"review:{stage}:{number}" if found is not None else None
     elif notices:
         effect = notices[0] if view.slot(notices[0]) else None
     elif "failure" in steps:
@@ -600,13 +660,16 @@ async def _check_session(report: Report, redis: Redis, view: SessionView) -> Non
     def bad(detail: str) -> None:
         report.findings.append(Finding("inconsistent", f"session {sid}: {detail}"))
 
+    story_n = s.version_of(Stage.STORY)
     numbers = sorted(view.versions)
-    if numbers != list(range(1, s.version + 1)):
-        bad(f"versions hash holds {numbers}, session is at v{s.version}")
+    if numbers != list(range(1, story_n + 1)):
+        bad(f"versions hash holds {numbers}, the story is at v{story_n}")
     notices = sorted(
-        int(slot.split(":", 1)[1]) for slot in view.slots if slot.startswith("notice:")
+        int(slot.split(":", 1)[1])
+        for slot in view.slots
+        if slot.startswith("notice:") and slot.split(":", 1)[1].isdigit()
     )
-    expected = list(range(2, s.version + 1))
+    expected = list(range(2, story_n + 1))
     if notices != expected:
         bad(f"regeneration notices {notices}, expected {expected} (one per new version)")
     for number in notices:
@@ -649,14 +712,10 @@ async def _check_session(report: Report, redis: Redis, view: SessionView) -> Non
         bad(f"at rest ({s.status.value}) but still names active job {s.active_job}")
     if not view.slot("card"):
         bad(f"{s.status.value} but no session card in Slack")
-    if s.status is Status.QUEUED:
-        if s.stage is Stage.STORY:
-            bad("queued but still in the story stage")
-        if len(view.slot("approved")) != 1:
-            bad(f"approved but {len(view.slot('approved'))} approval notices")
-        if state != "approved":
-            bad(f"approved but the story message shows {state}")
-    elif s.status is Status.AWAITING_REVIEW:
+    if s.stage is not Stage.STORY:
+        _check_later_stages(view, bad)
+        return
+    if s.status is Status.AWAITING_REVIEW:
         if state != "review":
             bad(f"awaiting review but the story message shows {state}")
         elif f"Story v{s.version}" not in text:
@@ -669,3 +728,46 @@ async def _check_session(report: Report, redis: Redis, view: SessionView) -> Non
                 bad(f"failed regeneration but the story message shows {state}")
             if not any(slot.startswith("fail:") for slot in view.slots):
                 bad("failed regeneration with no failure message (and Retry) in the thread")
+    elif s.status is Status.QUEUED:
+        bad("queued but still in the story stage")
+
+
+def _check_later_stages(view: SessionView, bad: Callable[[str], None]) -> None:
+    """A session past its story: every approval shown once, every stage's versions in order,
+    only the newest version reviewable, every image of a version in the thread once."""
+    s = view.session
+    story = view.slot("story")
+    if not story or _story_state(story[0]) != "approved":
+        bad("past the story, but the story message doesn't show it approved")
+    for approval in s.approvals:
+        slot = "approved" if approval.stage is Stage.STORY else f"approved:{approval.stage}"
+        if len(view.slot(slot)) != 1:
+            bad(f"{len(view.slot(slot))} notices for the {approval.stage} approval")
+    for stage in (Stage.REFERENCE_IMAGE, Stage.STORYBOARD):
+        versions = view.stage_versions(stage)
+        current = s.version_of(stage)
+        if sorted(versions) != list(range(1, current + 1)):
+            bad(f"{stage} versions {sorted(versions)}, expected 1..{current}")
+        for number in versions:
+            review = view.review(stage, number)
+            buttons = set(action_ids(review)) if review is not None else set()
+            live = bool(buttons & {"story_approve", "story_regenerate"})
+            should = s.stage is stage and number == s.version and s.status in AT_REST
+            if review is None:
+                bad(f"{stage} v{number} is committed but has no review message")
+            elif live != should:
+                bad(f"{stage} v{number} review buttons {'shown' if live else 'missing'}")
+    for number, images in view.images.items():
+        for image in images.images:
+            made = image.outcome is ImageOutcome.MADE
+            if made and image.file_id not in view.files:
+                bad(f"image {image.spec.index} of v{number} is not in the thread")
+    if len(view.files) != len(set(view.files)):
+        bad("a file is shared twice in the thread")
+    if s.status is Status.QUEUED:
+        if s.stage is not Stage.VIDEO or len(s.approvals) != 3:
+            bad(f"queued at {s.stage} with {len(s.approvals)} approvals")
+        if len(view.slot("collected")) != 1:
+            bad(f"{len(view.slot('collected'))} 'everything approved' messages")
+    elif s.status is Status.FAILED and not any(slot.startswith("fail:") for slot in view.slots):
+        bad(f"{s.stage} failed with no failure message (and Retry) in the thread")

@@ -15,6 +15,13 @@ clicks from stale clients — and, between them, faults:
 - ``proxy_reset``  reset every app↔Redis connection
 - ``slack_429``    a burst of 429s (Retry-After) on a Slack Web API method
 - ``llm_fault``    the LLM answers 429 / 500 or drops the stream midway
+- ``image_fault``  the image API answers 429 / 500 / ``moderation_blocked`` (paid calls are
+                   never retried by the app: the set shows the failure with Redo/Retry)
+
+Sessions move through the stages: approving a story starts the reference images (made by the
+OpenAI emulator, uploaded to the Slack emulator), approving those the storyboard, approving that
+the "video isn't available yet" collection. Clicks go to a session's newest review message,
+whatever its stage, and include per-image Redo.
 
 At the end every fault is healed, the loop waits (bounded) for the system to come to rest and
 runs the checker (``tests/chaos/checker.py``). It prints the seed, the triggers, the faults by
@@ -40,7 +47,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from bot.slack.actions import ButtonValue
+from bot.slack.actions import ButtonValue, StageButtonValue, parse_button
 from tests.chaos.checker import Report, Trace, check, wait_quiescent
 from tests.chaos.proxy import TcpProxy
 from tests.chaos.support import Replica, Replicas, chaos_env, session_slot
@@ -77,6 +84,7 @@ FAULT_WEIGHTS = {
     "proxy_reset": 2.0,
     "slack_429": 2.0,
     "llm_fault": 2.0,
+    "image_fault": 1.0,
 }
 
 
@@ -212,6 +220,15 @@ class FaultLoop:
         stories = session_slot(self.emu, sid, "story")
         return stories[0] if stories else None
 
+    def _review(self, sid: str) -> StoredMessage | None:
+        """The session's newest message with review buttons, at whatever stage it is."""
+        for msg in reversed(self.emu.bot_messages()):
+            if session_of(msg) == sid and {"story_approve", "story_regenerate"} & set(
+                action_ids(msg)
+            ):
+                return msg
+        return None
+
     def _retry_button(self, sid: str) -> StoredMessage | None:
         for msg in reversed(self.emu.bot_messages()):
             if session_of(msg) == sid and "story_retry" in action_ids(msg):
@@ -223,7 +240,7 @@ class FaultLoop:
         # Replies go only to threads whose story message exists: the thread is indexed by then
         # (a reply in the brief window before that is a known, separately tested bug).
         ready = [s for s in sessions if self._card(s.sid) and self._story(s.sid)]
-        review = [s for s in ready if "story_approve" in action_ids(self._story(s.sid))]  # type: ignore[arg-type]
+        review = [s for s in ready if self._review(s.sid) is not None]
         retry = [s for s in ready if self._retry_button(s.sid)]
         options: list[tuple[str, float]] = []
         if len(sessions) < max(3, self.cfg.triggers // 5):
@@ -231,7 +248,8 @@ class FaultLoop:
         if ready:
             options += [("reply", 3.0), ("rewrite", 0.5)]
         if review:
-            options += [("regenerate", 1.0), ("approve", 0.7), ("double", 0.7), ("stale", 0.4)]
+            options += [("regenerate", 1.0), ("approve", 0.9), ("double", 0.7), ("stale", 0.4)]
+            options.append(("redo", 0.5))
         if retry:
             options.append(("retry", 1.0))
         if not options:
@@ -257,7 +275,7 @@ class FaultLoop:
             story = self._story(s.sid)
             if not self._card(s.sid) or story is None:
                 continue
-            if need == "review" and "story_approve" not in action_ids(story):
+            if need == "review" and self._review(s.sid) is None:
                 continue
             if need == "retry" and self._retry_button(s.sid) is None:
                 continue
@@ -296,9 +314,18 @@ class FaultLoop:
             self._spawn(lambda: trace.click(msg, "story_retry", user=owner))
             return 1
         s = self._pick_ready("review")
-        story = self._story(s.sid) if s else None
+        story = self._review(s.sid) if s else None
         if s is None or story is None:
             return 0
+        if action == "redo":
+            redo = [e for e in action_ids(story) if e == "stage_redo"]
+            if not redo:
+                return 0
+            user = rng.choice(TEAMMATES)
+            item = _redo_values(story)
+            pick = rng.choice(item) if item else None
+            self._spawn(lambda: trace.click(story, "stage_redo", user=user, value=pick))
+            return 1
         if action == "regenerate":
             user = rng.choice(TEAMMATES)
             self._spawn(lambda: trace.click(story, "story_regenerate", user=user))
@@ -308,8 +335,7 @@ class FaultLoop:
             self._spawn(lambda: trace.click(story, "story_approve", user=user))
             return 1
         if action == "stale":
-            current = _button_version(story)
-            stale = ButtonValue(session=s.sid, version=max(0, current - 1)).encode()
+            stale = _stale_value(story)
             button = rng.choice(("story_regenerate", "story_approve"))
             owner = s.owner
             self._spawn(lambda: trace.click(story, button, user=owner, value=stale))
@@ -376,6 +402,13 @@ class FaultLoop:
             self.emu.fail_next(method, status=429, retry_after=1, count=count)
             self._slack_429s += count
             trace.fault(kind, f"{count}x {method}")
+        elif kind == "image_fault":
+            what = rng.choice(("429", "500", "moderation_blocked"))
+            if what == "moderation_blocked":
+                self.llm.enqueue_image_fault("moderation_blocked")
+            else:
+                self.llm.enqueue_image_fault("status", status=int(what), retry_after=1)
+            trace.fault(kind, what)
         else:
             what = rng.choice(("429", "500", "disconnect"))
             count = rng.randint(1, 2)
@@ -481,13 +514,30 @@ class FaultLoop:
         return result
 
 
-def _button_version(story: StoredMessage) -> int:
-    for block in story.blocks or []:
-        for element in block.get("elements", []) if block.get("type") == "actions" else []:
-            value = ButtonValue.parse(element.get("value"))
-            if value is not None:
-                return value.version
-    return 0
+def _values(msg: StoredMessage) -> list[str]:
+    found = []
+    for block in msg.blocks or []:
+        elements = list(block.get("elements", [])) if block.get("type") == "actions" else []
+        if isinstance(block.get("accessory"), dict):
+            elements.append(block["accessory"])
+        found += [str(e["value"]) for e in elements if isinstance(e, dict) and e.get("value")]
+    return found
+
+
+def _stale_value(msg: StoredMessage) -> str | None:
+    """The message's own button value, one version older (a stale client's click)."""
+    for raw in _values(msg):
+        value = parse_button(raw)
+        if isinstance(value, ButtonValue):
+            return ButtonValue(session=value.session, version=max(0, value.version - 1)).encode()
+        if isinstance(value, StageButtonValue):
+            older = value.model_copy(update={"version": max(0, value.version - 1), "item": None})
+            return older.encode()
+    return None
+
+
+def _redo_values(msg: StoredMessage) -> list[str]:
+    return [raw for raw in _values(msg) if (v := parse_button(raw)) is not None and v.item]
 
 
 async def run_loop(cfg: LoopConfig) -> LoopResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,8 @@ def app_env(
         "STORYLOOP_LLM_TIMEOUT": "5",
         "STORYLOOP_LLM_BACKOFF": "0.05",
         "LOG_LEVEL": "INFO",
+        # Where image bytes wait between the provider and Slack (kept across a restart).
+        "STORYLOOP_DATA_DIR": tempfile.mkdtemp(prefix="storyloop-data-"),
     }
     if mode == "socket":
         env["SLACK_APP_TOKEN"] = emu.app_token
@@ -151,9 +154,12 @@ def block_text(msg: StoredMessage | Any) -> str:
     return "\n".join(parts)
 
 
-def action_ids(msg: StoredMessage) -> list[str]:
+def action_ids(msg: StoredMessage | None) -> list[str]:
+    """Every button of a message: action blocks' elements and sections' accessories."""
     ids = []
-    for block in msg.blocks or []:
+    for block in (msg.blocks if msg is not None else None) or []:
         if block.get("type") == "actions":
             ids += [str(e.get("action_id")) for e in block.get("elements", [])]
+        elif isinstance(block.get("accessory"), dict) and block["accessory"].get("action_id"):
+            ids.append(str(block["accessory"]["action_id"]))
     return ids

@@ -139,9 +139,12 @@ async def test_listener_shows_first_changes_and_the_worker_goes_on(
             await emu.wait_for(
                 lambda: action_ids(emu.message(story.channel, story.ts)) == [], timeout=5
             )
+            # The worker goes on with the next stage: it plans the images and makes them.
+            await emu.wait_for(lambda: by_slot(emu, "reference_image:v1"), timeout=10)
             await emu.wait_for(lambda: _pending(redis), timeout=5)
         assert len(by_slot(emu, "approved")) == 1
-        assert len(llm.requests) == before + 1  # approving never calls the LLM
+        assert len(llm.requests) == before + 2  # the rewrite, then the image plan
+        assert llm.images_generated == 4
 
 
 async def _pending(redis: Redis) -> bool:

@@ -527,6 +527,73 @@ CLICK_CASES = [
     pytest.param(ClickCase(in_channel("C0PRIVATE"), GONE, True), id="from-another-channel"),
     pytest.param(ClickCase(unknown_session, GONE, True), id="unknown-session"),
     pytest.param(ClickCase(as_is, GONE, True, expire_first=True), id="expired-session"),
+    # --- stage buttons (format 2) forged onto the story: wrong stage, Redo without an item
+    pytest.param(
+        ClickCase(
+            value_json(v=2, session="SID", stage="reference_image", version=1),
+            "isn't at",
+            True,
+        ),
+        id="stage-not-reached",
+    ),
+    pytest.param(
+        ClickCase(
+            value_json(v=2, session="SID", stage="storyboard", version=1, item=1),
+            "isn't at",
+            True,
+            action_id="story_regenerate",
+        ),
+        id="storyboard-button-on-the-story",
+    ),
+    pytest.param(
+        ClickCase(value_json(v=2, session="SID", stage="picture", version=1), STALE, False),
+        id="stage-not-a-stage",
+    ),
+    pytest.param(
+        ClickCase(
+            combine(
+                put(("actions", "0", "action_id"), "stage_redo"),
+                value_json(v=2, session="SID", stage="story", version=1, item=1),
+            ),
+            "one piece at a time",
+            True,
+        ),
+        id="redo-on-the-story",
+    ),
+    pytest.param(
+        ClickCase(
+            combine(
+                put(("actions", "0", "action_id"), "stage_redo"),
+                value_json(v=2, session="SID", stage="story", version=1),
+            ),
+            STALE,
+            False,
+        ),
+        id="redo-without-an-item",
+    ),
+    pytest.param(
+        ClickCase(
+            combine(
+                put(("actions", "0", "action_id"), "stage_redo"),
+                value_json(v=2, session="SID", stage="reference_image", version=1, item=0),
+            ),
+            STALE,
+            False,
+        ),
+        id="redo-item-zero",
+    ),
+    pytest.param(
+        ClickCase(
+            combine(
+                as_team(OTHER_TEAM),
+                value_json(v=2, session="SID", stage="reference_image", version=1, item=2),
+                put(("actions", "0", "action_id"), "stage_redo"),
+            ),
+            GONE,
+            True,
+        ),
+        id="redo-from-another-team",
+    ),
 ]
 
 

@@ -183,23 +183,32 @@ async def test_llm_recognised_rewrite_request(
 async def test_approve_moves_to_reference_images(
     emu: SlackEmulator, llm: FakeLLM, app: AppUnderTest
 ) -> None:
+    """Every state that becomes visible later is awaited, never read once: the notice, the
+    story losing its buttons and the card's update land in that order, but not at once."""
     card, story = await start_story(emu)
     ack = await emu.click(story.ts, "story_approve", user="U0ALICE")
     assert ack.ok
     notice = (await emu.wait_for(lambda: by_slot(emu, "approved"), timeout=5))[0]
     assert "Story approved" in block_text(notice)
+    assert "Making the reference images" in block_text(notice)
     # The notice comes first (the quick answer to the click); then the story loses its buttons.
     await emu.wait_for(lambda: action_ids(emu.message("C0PUBLIC", story.ts)) == [], timeout=5)
-    shown = emu.message("C0PUBLIC", story.ts)
-    assert shown is not None
-    assert "Approved v1 by <@U0ALICE>" in block_text(shown)
-    card_now = emu.message("C0PUBLIC", card.ts)
-    assert card_now is not None and "queued" in block_text(card_now)
+    await emu.wait_for(
+        lambda: "Approved v1 by <@U0ALICE>" in block_text(emu.message("C0PUBLIC", story.ts)),
+        timeout=5,
+    )
+    await emu.wait_for(
+        lambda: "Story ✅ · Images" in block_text(emu.message("C0PUBLIC", card.ts)), timeout=5
+    )
+    await emu.wait_for(
+        lambda: "Story v1 approved by <@U0ALICE>" in block_text(emu.message("C0PUBLIC", card.ts)),
+        timeout=5,
+    )
+    # The images stage runs: its review message arrives in the thread.
+    await emu.wait_for(lambda: by_slot(emu, "reference_image:v1"), timeout=15)
     session = await app.session(emu.team_id, _session_id(story))
-    assert session is not None
-    assert session.stage.value == "reference_image" and session.status.value == "queued"
-    redis = app.runtime.redis  # type: ignore[union-attr]
-    assert await redis.xlen("sl:q:stage:reference_image") == 1
+    assert session is not None and session.stage.value == "reference_image"
+    assert session.approved_version == 1 and session.approved_by == "U0ALICE"
 
 
 async def test_only_the_creator_may_approve(

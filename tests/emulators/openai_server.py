@@ -34,6 +34,13 @@ from typing import Any, Final, Literal, Self, TypedDict, get_args
 
 from aiohttp import web
 
+from tests.emulators.openai_images import (
+    ImageGenerationMixin,
+    image_plan_json,
+    image_redo_json,
+    storyboard_json,
+)
+
 __all__ = ["MODEL_ID", "FakeLLM", "Fault", "FaultKind", "RecordedRequest"]
 
 MODEL_ID: Final = "storyloop-test"
@@ -71,6 +78,7 @@ _TARGET_RE: Final = re.compile(r"Target duration: (\d+) seconds")
 _SCHEMA_NAME_RE: Final = re.compile(r"JSON schema name: (\w+)")
 _BRIEF_RE: Final = re.compile(r"^[ \t]*Brief:[ \t]*(.*)$", re.MULTILINE)
 _TAG_RE: Final = re.compile(r"</?[A-Za-z_][\w-]*>")
+_TARGETS_RE: Final = re.compile(r"\b(?:image|shot)\s*#?\s*(\d+)\b|#(\d+)\b", re.IGNORECASE)
 
 # Default error bodies per status, worded like OpenAI's so log lines and user-facing
 # messages in tests look like the real thing: (message, type, code).
@@ -121,12 +129,15 @@ class _ServerClosing(Exception):
     """Raised inside a handler that was waiting when ``stop()`` was called."""
 
 
-class FakeLLM:
+class FakeLLM(ImageGenerationMixin):
     """Deterministic, pace-able, fault-injectable OpenAI chat-completions server.
 
     Only chat-completions requests are recorded in ``requests`` and
     ``prompt_tokens_log`` (one entry each, same order, including requests that were
-    rejected or faulted), so ``len(llm.requests)`` counts the app's LLM calls.
+    rejected or faulted), so ``len(llm.requests)`` counts the app's LLM calls. Image
+    generations (``POST /v1/images/generations``, see ``openai_images``) have their own
+    log, ``image_requests``, fault queue and ``image_latency``, so paid image calls are
+    counted apart from chat calls.
     """
 
     def __init__(
@@ -135,6 +146,7 @@ class FakeLLM:
         tokens_per_second: float | None = None,
         *,
         supports_json_schema: bool = True,
+        image_latency: float = 0.0,
     ) -> None:
         self.first_token_latency = first_token_latency
         self.tokens_per_second = tokens_per_second
@@ -148,6 +160,7 @@ class FakeLLM:
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._closing = asyncio.Event()
+        self._init_image_state(image_latency)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -159,6 +172,7 @@ class FakeLLM:
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_get("/v1/models", self._handle_models)
         app.router.add_post("/v1/chat/completions", self._handle_chat_completions)
+        app.router.add_post("/v1/images/generations", self._handle_image_generations)
         # handler_cancellation: when a client gives up (timeout), stop working on its
         # request like a real server would, instead of finishing into a dead socket.
         # A short shutdown_timeout keeps stop() fast even if something still runs.
@@ -549,12 +563,29 @@ class FakeLLM:
             return _story_json(messages, draft)
         if name == "feedback_reply":
             return _feedback_reply_json(messages)
+        if name in {"image_plan", "image_redo", "storyboard"}:
+            return self._image_stage_content(name, messages, count=count)
         response_format = body.get("response_format")
         wants_json = isinstance(response_format, dict) and response_format.get("type") in {
             "json_schema",
             "json_object",
         }
         return json.dumps({"reply": "ok"}) if wants_json else "ok"
+
+    def _image_stage_content(self, name: str, messages: list[Any], *, count: bool) -> str:
+        """Answers for the image and storyboard stages (built in ``openai_images``)."""
+        texts = [_message_text(m) for m in reversed(messages)]
+        brief, changes = _brief_excerpt(messages), _requested_changes(messages)
+        if name == "image_plan":
+            plan = self.image_plans_served + 1
+            if count:
+                self.image_plans_served = plan
+            return image_plan_json(texts, brief, changes, plan)
+        if name == "image_redo":
+            return image_redo_json(texts, brief, changes)
+        match = _TARGET_RE.search(_all_text(messages))
+        target = int(match.group(1)) if match else _DEFAULT_TARGET_S
+        return storyboard_json(texts, brief, changes, _scene_durations(target))
 
 
 # ---------------------------------------------------------------------- helpers
@@ -719,6 +750,7 @@ def _feedback_reply_json(messages: list[Any]) -> str:
             "reply": f"Got it — I'll work in: {feedback[:120]}",
             "planned_changes": [feedback[:100]],
             "wants_regenerate": any(phrase in lowered for phrase in _REGENERATE_PHRASES),
+            "targets": sorted({int(a or b) for a, b in _TARGETS_RE.findall(feedback)}),
         },
         ensure_ascii=False,
     )

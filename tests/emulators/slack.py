@@ -37,11 +37,19 @@ import aiohttp
 from aiohttp import web
 
 from tests.emulators import slack_payloads as payloads
+from tests.emulators.slack_files import (
+    COMPLETE_UPLOAD,
+    DEFAULT_MAX_FILE_BYTES,
+    GET_UPLOAD_URL,
+    FileUploads,
+    SlackFile,
+)
 from tests.emulators.slack_payloads import sign
 from tests.emulators.slack_state import (
     JSON,
     AckResult,
     ApiCall,
+    ApiError,
     BlockError,
     Channel,
     DeliveryRecord,
@@ -68,6 +76,7 @@ __all__ = [
     "OpenedView",
     "ResponsePost",
     "SlackEmulator",
+    "SlackFile",
     "StoredMessage",
     "post_signed",
     "sign",
@@ -79,13 +88,8 @@ MAX_UPDATE_TEXT = 4_000
 RESPONSE_URL_MAX_USES = 5
 
 
-class _ApiError(Exception):
-    """Raised by Web API method handlers; becomes ``{"ok": false, "error": ...}``."""
-
-    def __init__(self, error: str, **extra: Any) -> None:
-        super().__init__(error)
-        self.error = error
-        self.extra = extra
+#: Raised by Web API method handlers (defined in slack_state so slack_files can raise it too).
+_ApiError = ApiError
 
 
 @dataclass
@@ -192,7 +196,8 @@ class SlackEmulator:
     Knobs a test may set after construction: ``mode`` (``"socket"``/``"http"``/``None`` =
     auto), ``events_url``, ``echo_bot_events``, ``deliver_app_mentions``,
     ``redeliver_unacked``, ``retry_delays``, ``ack_timeout``, ``trigger_ttl``,
-    ``socket_wait`` and ``post_rate_limit``.
+    ``socket_wait``, ``post_rate_limit``, ``file_uploads_disabled`` and ``max_file_bytes``.
+    The file upload flow itself lives in ``slack_files.py`` (``emu.uploads``).
     """
 
     def __init__(
@@ -249,6 +254,10 @@ class SlackEmulator:
         self.socket_wait = 5.0
         #: If set, chat.postMessage/update beyond N per channel per second get a 429.
         self.post_rate_limit: int | None = None
+        #: Workspace policy: both files.*UploadExternal methods answer file_uploads_disabled.
+        self.file_uploads_disabled = False
+        #: Larger declared lengths get file_upload_size_restricted (Slack: 1 GiB per file).
+        self.max_file_bytes = DEFAULT_MAX_FILE_BYTES
 
         # Records for assertions.
         self.calls: list[ApiCall] = []
@@ -279,6 +288,8 @@ class SlackEmulator:
         self._counter = 0
         self._last_action_ts = 0.0
         self._stopping = False
+        #: Files and the external upload flow (tickets, bytes, completion).
+        self.uploads = FileUploads(self)
         self._methods: dict[str, Callable[[JSON], JSON]] = {
             "auth.test": self._auth_test,
             "apps.connections.open": self._apps_connections_open,
@@ -286,6 +297,7 @@ class SlackEmulator:
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.delete": self._chat_delete,
+            "chat.getPermalink": self._chat_get_permalink,
             "conversations.join": self._conversations_join,
             "conversations.info": self._conversations_info,
             "conversations.replies": self._conversations_replies,
@@ -295,6 +307,8 @@ class SlackEmulator:
             "views.update": self._views_update,
             "reactions.add": self._reactions_add,
             "users.info": self._users_info,
+            GET_UPLOAD_URL: self.uploads.get_upload_url_external,
+            COMPLETE_UPLOAD: self.uploads.complete_upload_external,
         }
 
     # =========================================================================================
@@ -308,6 +322,8 @@ class SlackEmulator:
         app.router.add_get("/link/", self._handle_ws)
         app.router.add_get("/link", self._handle_ws)
         app.router.add_post("/response/{url_id}", self._handle_response_url)
+        app.router.add_post("/upload/v1/{ticket}", self.uploads.handle_upload)
+        app.router.add_get("/files-pri/{key}/{name}", self.uploads.handle_download)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
@@ -406,6 +422,18 @@ class SlackEmulator:
     def ephemerals_for(self, user: str) -> list[Ephemeral]:
         """Ephemerals shown to ``user``, in order."""
         return [e for e in self.ephemerals if e.user == user]
+
+    @property
+    def uploaded_files(self) -> list[SlackFile]:
+        """Completed uploads in completion order (private files included, channel ``None``);
+        each has ``id``, ``filename``, ``title``, ``bytes``, ``channel``, ``thread_ts`` and
+        ``message_ts``. Files whose upload was never completed are in ``uploads.pending``.
+        """
+        return list(self.uploads.completed)
+
+    def files_in_thread(self, channel: str, thread_ts: str) -> list[SlackFile]:
+        """Files shared in a thread (root included) as ``conversations.replies`` shows them."""
+        return self.uploads.in_thread(channel, thread_ts)
 
     def calls_to(self, method: str) -> list[ApiCall]:
         """Recorded Web API calls of one method (failed and faulted ones included)."""
@@ -807,6 +835,18 @@ class SlackEmulator:
             raise _ApiError("cant_delete_message")
         self._delete(msg)
         return {"channel": channel.id, "ts": msg.ts}
+
+    def _chat_get_permalink(self, params: JSON) -> JSON:
+        """Like Slack: a link for any message in a channel the token can see."""
+        channel = self._require_channel(params, need_membership=False)
+        ts = _str(params, "message_ts") or ""
+        msg = self.workspace.message(channel.id, ts)
+        if msg is None or msg.deleted:
+            raise _ApiError("message_not_found")
+        link = f"{self.base_url}/archives/{channel.id}/p{ts.replace('.', '')}"
+        if msg.thread_ts and msg.thread_ts != msg.ts:
+            link += f"?thread_ts={msg.thread_ts}&cid={channel.id}"
+        return {"channel": channel.id, "permalink": link}
 
     def _delete(self, msg: StoredMessage) -> None:
         previous = payloads.message_body(msg, team_id=self.team_id, bot_name=self.bot_name)

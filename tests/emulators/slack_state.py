@@ -20,6 +20,19 @@ JSON = dict[str, Any]
 # ---------------------------------------------------------------------------------------------
 
 
+class ApiError(Exception):
+    """Raised by Web API method handlers; becomes ``{"ok": false, "error": ...}``.
+
+    Lives here, not in ``slack.py``, so method modules such as ``slack_files.py`` can raise
+    it without importing the server module.
+    """
+
+    def __init__(self, error: str, **extra: Any) -> None:
+        super().__init__(error)
+        self.error = error
+        self.extra = extra
+
+
 @dataclass
 class Channel:
     """A conversation of the emulated workspace; membership decides errors (SLACK.md §4)."""
@@ -99,6 +112,8 @@ class StoredMessage:
     app_id: str | None = None
     blocks: list[JSON] | None = None
     attachments: list[JSON] | None = None
+    #: File objects of a file share (files.completeUploadExternal); ``None`` otherwise.
+    files: list[JSON] | None = None
     metadata: JSON | None = None
     client_msg_id: str | None = None
     reply_broadcast: bool = False
@@ -402,6 +417,10 @@ class Workspace:
             out["blocks"] = msg.blocks
         if msg.attachments:
             out["attachments"] = msg.attachments
+        if msg.files:
+            out["files"] = msg.files
+            out["upload"] = True
+            out["display_as_bot"] = False
         if msg.is_reply:
             out["thread_ts"] = msg.thread_ts
             root = self.message(msg.channel, msg.thread_ts or "")

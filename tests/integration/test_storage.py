@@ -7,7 +7,8 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from bot.pipeline.models import Session, Status, Turn, TurnRole
+from bot.pipeline.artifacts import ItemState, PaidItem, Shot, StoryboardVersion
+from bot.pipeline.models import Session, Stage, Status, Turn, TurnRole
 from bot.pipeline.triggers import Approve, Feedback, StartSession
 from storage import keys
 from storage.intake import Intake, Outcome
@@ -260,3 +261,57 @@ async def test_a_resent_commit_is_recognised_not_applied_twice(
     again = await repo.commit(None, s, fence=None, writes=writes)  # the same call, re-sent
     assert again.rev == first.rev == 1
     assert len(await repo.history(first)) == 1
+
+
+# --- paid items and spending (images) -----------------------------------------------------
+
+
+async def test_a_paid_item_is_recorded_only_under_the_lease(repo: Repository) -> None:
+    s = await repo.commit(None, make_session(), fence=None)
+    fence = await repo.acquire("T1", "s1", 5000)
+    await repo.set_item(s, "reference_image:v1:1", PaidItem(state=ItemState.SUBMITTED), fence=fence)
+    assert (await repo.items(s))["reference_image:v1:1"].state is ItemState.SUBMITTED
+    with pytest.raises(CommitConflict):
+        await repo.set_item(
+            s, "reference_image:v1:1", PaidItem(state=ItemState.FETCHED), fence=fence + 1
+        )
+    assert (await repo.items(s))["reference_image:v1:1"].state is ItemState.SUBMITTED
+    # The outcome's commit forgets the items with it.
+    await repo.commit(
+        s, s.model_copy(update={"version": 1}), fence=fence, writes=Writes().forget_items(s)
+    )
+    assert await repo.items(s) == {}
+
+
+async def test_spending_counts_each_item_once_per_workspace_and_day(repo: Repository) -> None:
+    assert await repo.record_spend("T1", "20261203", "s1:img:1", 0.04) == pytest.approx(0.04)
+    # A replayed job (or redis-py re-sending the script) records the same item again: no change.
+    assert await repo.record_spend("T1", "20261203", "s1:img:1", 0.04) == pytest.approx(0.04)
+    assert await repo.record_spend("T1", "20261203", "s1:img:2", 0.05) == pytest.approx(0.09)
+    assert await repo.spent_on("T1", "20261203") == pytest.approx(0.09)
+    assert await repo.spent_on("T2", "20261203") == 0.0  # another workspace
+    assert await repo.spent_on("T1", "20261204") == 0.0  # another day
+
+
+async def test_stage_versions_live_beside_the_storys(repo: Repository) -> None:
+    s = await repo.commit(None, make_session(), fence=None)
+    board = StoryboardVersion(
+        number=1,
+        shots=(
+            Shot(
+                number=1,
+                scene=1,
+                duration_s=5,
+                shot_type="wide",
+                camera="static",
+                action="a",
+                audio="",
+            ),
+        ),
+        created_at=1.0,
+    )
+    writes = Writes().add_artifact(s, Stage.STORYBOARD, 1, board.model_dump_json())
+    s = await repo.commit(s, s.model_copy(update={"version": 1}), fence=None, writes=writes)
+    assert await repo.artifact(s, Stage.STORYBOARD, 1, StoryboardVersion) == board
+    assert await repo.artifacts(s, Stage.STORYBOARD, StoryboardVersion) == [(1, board)]
+    assert await repo.version(s, 1) is None  # the story's versions are separate

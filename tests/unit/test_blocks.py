@@ -8,7 +8,17 @@ from typing import Any
 
 import pytest
 
-from bot.pipeline.models import Scene, Session, Stage, Status, Story, StoryVersion, Usage
+from bot.pipeline.models import (
+    Approval,
+    Scene,
+    Session,
+    Stage,
+    Status,
+    Story,
+    StoryVersion,
+    Usage,
+)
+from bot.pipeline.stages import REGISTRY
 from bot.slack import blocks as kit
 from bot.slack.actions import (
     DURATION_ACTION,
@@ -45,6 +55,10 @@ def make_session(**changes: Any) -> Session:
     }
     fields.update(changes)
     return Session(**fields)
+
+
+def approved(stage: Stage, version: int, user_id: str) -> Approval:
+    return Approval(stage=stage, version=version, user_id=user_id, at=1.5)
 
 
 def make_version(
@@ -202,7 +216,7 @@ def test_approved_story_names_the_approver() -> None:
 
 
 def test_approved_story_falls_back_to_the_session_approver() -> None:
-    session = make_session(approved_by="U0CAROL", approved_version=2)
+    session = make_session(approvals=(approved(Stage.STORY, 2, "U0CAROL"),))
     (msg,) = kit.story_messages(session, make_version(2), state="approved")
     assert msg.blocks[-1]["elements"][0]["text"] == "✅ Approved v2 by <@U0CAROL>"
 
@@ -330,25 +344,157 @@ def test_session_card_tracks_the_story_stage(
     assert lines[1].startswith(status_line)
 
 
-def test_session_card_says_plainly_that_images_are_queued() -> None:
-    session = make_session(
-        stage=Stage.REFERENCE_IMAGE,
-        status=Status.QUEUED,
-        approved_by="U0BOB",
-        approved_version=2,
-    )
+IMAGES, BOARD, VIDEO = Stage.REFERENCE_IMAGE, Stage.STORYBOARD, Stage.VIDEO
+
+
+@pytest.mark.parametrize(
+    ("stage", "status", "tracker", "status_line"),
+    [
+        (
+            IMAGES,
+            Status.GENERATING,
+            "Story ✅ · Images ⏳ · Storyboard · Video",
+            "🎨 Making the reference images…",
+        ),
+        (
+            IMAGES,
+            Status.REGENERATING,
+            "Story ✅ · Images ⏳ · Storyboard · Video",
+            "🎨 Making a new version of the reference images…",
+        ),
+        (
+            IMAGES,
+            Status.AWAITING_REVIEW,
+            "Story ✅ · Images ⏳ · Storyboard · Video",
+            "👀 Reference images v2 are awaiting review in the thread",
+        ),
+        (
+            IMAGES,
+            Status.FAILED,
+            "Story ✅ · Images ⚠️ · Storyboard · Video",
+            "⚠️ The model timed out — Retry is offered in the thread",
+        ),
+        (
+            BOARD,
+            Status.GENERATING,
+            "Story ✅ · Images ✅ · Storyboard ⏳ · Video",
+            "🎬 Drafting the storyboard…",
+        ),
+        (
+            BOARD,
+            Status.REGENERATING,
+            "Story ✅ · Images ✅ · Storyboard ⏳ · Video",
+            "🎬 Drafting a new version of the storyboard…",
+        ),
+        (
+            BOARD,
+            Status.AWAITING_REVIEW,
+            "Story ✅ · Images ✅ · Storyboard ⏳ · Video",
+            "👀 Storyboard v2 is awaiting review in the thread",
+        ),
+        (
+            VIDEO,
+            Status.QUEUED,
+            "Story ✅ · Images ✅ · Storyboard ✅ · Video (not available yet)",
+            "Video isn't available in this version of Storyloop yet — everything approved so far"
+            " is collected in the thread.",
+        ),
+    ],
+)
+def test_session_card_tracks_the_later_stages(
+    stage: Stage, status: Status, tracker: str, status_line: str
+) -> None:
+    session = make_session(stage=stage, status=status, failure="The model timed out")
     msg = kit.session_card(session)
     assert_within_limits(msg)
     lines = card_lines(msg)
-    assert lines[0] == "Story ✅ · Images (queued) · Storyboard · Video"
-    assert lines[1] == "Images: queued — image generation isn't available in this version yet"
-    assert lines[2] == "Story v2 approved by <@U0BOB>"
-    assert not any("⏳" in line for line in lines), "no fake progress for a queued stage"
+    assert lines[0] == tracker
+    assert lines[1] == status_line
 
 
-def test_session_card_complete() -> None:
-    lines = card_lines(kit.session_card(make_session(stage=Stage.COMPLETE, status=Status.QUEUED)))
-    assert lines[0] == "Story ✅ · Images ✅ · Storyboard ✅ · Video ✅"
+def test_story_status_lines_word_for_word() -> None:
+    lines = card_lines(kit.session_card(make_session(status=Status.REGENERATING)))
+    assert lines[1] == "✍️ Writing a new version of the story…"
+    lines = card_lines(kit.session_card(make_session(status=Status.AWAITING_REVIEW)))
+    assert lines[1] == "👀 Story v2 is awaiting review in the thread"
+
+
+def test_session_card_lists_every_approval_with_its_title() -> None:
+    session = make_session(
+        stage=VIDEO,
+        status=Status.QUEUED,
+        approvals=(
+            approved(Stage.STORY, 1, "U0BOB"),
+            approved(IMAGES, 2, "U0CAROL"),
+            approved(BOARD, 1, "U0BOB"),
+        ),
+    )
+    msg = kit.session_card(session)
+    assert_within_limits(msg)
+    assert_only_intended_controls(msg, {f"<@{OWNER}>", "<@U0BOB>", "<@U0CAROL>"})
+    assert card_lines(msg)[2:] == [
+        "Story v1 approved by <@U0BOB>",
+        "Reference images v2 approved by <@U0CAROL>",
+        "Storyboard v1 approved by <@U0BOB>",
+    ]
+    assert not any("⏳" in line for line in card_lines(msg)), "no fake progress for video"
+
+
+def test_session_card_shows_a_malformed_approver_as_text() -> None:
+    session = make_session(stage=IMAGES, approvals=(approved(Stage.STORY, 1, "<!channel>"),))
+    assert_only_intended_controls(kit.session_card(session), {f"<@{OWNER}>"})
+
+
+def test_session_card_cost_lines() -> None:
+    plain = card_lines(kit.session_card(make_session()))
+    assert not any("💵" in line for line in plain), "no cost line when nothing paid is involved"
+    session = make_session(stage=IMAGES, status=Status.GENERATING, estimate_usd=0.2)
+    assert card_lines(kit.session_card(session))[-1] == "💵 Estimated $0.20 for this generation"
+    session = make_session(stage=IMAGES, estimate_usd=0.2, spent_usd=0.17)
+    assert card_lines(kit.session_card(session))[-2:] == [
+        "💵 Estimated $0.20 for this generation",
+        "💵 Spent so far: $0.17",
+    ]
+    session = make_session(stage=BOARD, spent_usd=0.042)
+    assert card_lines(kit.session_card(session))[-1] == "💵 Spent so far: $0.042"
+
+
+@pytest.mark.parametrize(
+    ("amount", "shown"),
+    [
+        (0.0, "$0.00"),
+        (0.042, "$0.042"),
+        (0.0999, "$0.10"),
+        (0.1, "$0.10"),
+        (0.2, "$0.20"),
+        (0.175, "$0.17"),  # the float 0.175 is 0.17499…: shown as stored, not rounded up
+        (1.5, "$1.50"),
+        (1234.5, "$1,234.50"),
+        (-3.0, "$0.00"),
+    ],
+)
+def test_usd(amount: float, shown: str) -> None:
+    assert kit.usd(amount) == shown
+
+
+def test_every_registry_stage_has_card_words() -> None:
+    assert {d.stage for d in REGISTRY} <= set(kit.STAGE_DOING)
+
+
+def test_session_card_with_everything_stays_within_limits() -> None:
+    session = make_session(
+        prompt=EVIL * 200,
+        tone=EVIL * 10,
+        stage=BOARD,
+        status=Status.FAILED,
+        failure=EVIL * 100,
+        approvals=(approved(Stage.STORY, 1, "U0BOB"), approved(IMAGES, 3, "U0BOB")),
+        estimate_usd=1234.5,
+        spent_usd=99.0,
+    )
+    msg = kit.session_card(session)
+    assert_within_limits(msg)
+    assert_only_intended_controls(msg, {f"<@{OWNER}>", "<@U0BOB>"})
 
 
 def test_session_card_escapes_the_failure_reason() -> None:
@@ -396,12 +542,45 @@ def test_story_updated_notice_without_summary() -> None:
     assert kit.story_updated_notice(make_version(4)).text == "Story updated to v4"
 
 
-def test_approved_notice_is_honest_about_the_image_stage() -> None:
-    msg = kit.approved_notice("U0BOB", 3)
+def test_story_approved_notice_announces_the_images() -> None:
+    msg = kit.approved_notice(Stage.STORY, "U0BOB", 3)
     assert_within_limits(msg)
-    assert msg.blocks[0]["text"]["text"].startswith("✅ Story approved (v3 by <@U0BOB>)!")
-    assert "isn't available in this version yet" in msg.blocks[1]["elements"][0]["text"]
+    (block,) = msg.blocks
+    assert block["block_id"] == "approved"
+    assert block["text"]["text"] == (
+        "✅ Story approved (v3 by <@U0BOB>)! Making the reference images…"
+    )
     assert_only_intended_controls(msg, {"<@U0BOB>"})
+
+
+def test_images_approved_notice_announces_the_storyboard() -> None:
+    msg = kit.approved_notice(Stage.REFERENCE_IMAGE, "U0BOB", 2)
+    assert_within_limits(msg)
+    assert msg.text == "✅ Reference images approved (v2 by <@U0BOB>)! Drafting the storyboard…"
+    assert len(msg.blocks) == 1
+
+
+def test_storyboard_approved_notice_is_honest_about_the_video() -> None:
+    msg = kit.approved_notice(Stage.STORYBOARD, "U0BOB", 1)
+    assert_within_limits(msg)
+    assert msg.blocks[0]["text"]["text"] == "✅ Storyboard approved (v1 by <@U0BOB>)!"
+    assert msg.blocks[1]["elements"][0]["text"] == (
+        "Video isn't available in this version of Storyloop yet — everything approved so far"
+        " is collected below."
+    )
+
+
+def test_approved_notice_neutralises_a_forged_user_id() -> None:
+    msg = kit.approved_notice(Stage.STORYBOARD, "U1> <!channel", 1)
+    assert_only_intended_controls(msg, set())
+
+
+def test_stage_updated_notice() -> None:
+    msg = kit.stage_updated_notice(Stage.REFERENCE_IMAGE, 2, "Hero is older\nnow " + EVIL)
+    assert_within_limits(msg)
+    assert_only_intended_controls(msg, set())
+    assert msg.text.startswith("Reference images updated to v2: Hero is older now &lt;!channel&gt;")
+    assert kit.stage_updated_notice(Stage.STORYBOARD, 3, "  ").text == "Storyboard updated to v3"
 
 
 def test_feedback_reply_addresses_the_authors_once_each() -> None:

@@ -34,6 +34,7 @@ EXPECTED_BOT_SCOPES = {
     "channels:history",
     "groups:history",
     "channels:join",
+    "files:write",  # the external upload flow: getUploadURLExternal + completeUploadExternal
 }
 EXPECTED_BOT_EVENTS = {"message.channels", "message.groups"}
 EVENTS_PATH = "/slack/events"

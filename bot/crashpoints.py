@@ -15,7 +15,11 @@ POINTS = (
     "after_llm",  # the LLM answered, nothing committed yet
     "after_commit",  # the result is committed, Slack not yet updated
     "after_deliver",  # Slack shows the result, the job is not yet acknowledged
+    "after_image",  # an image came back and is spooled; not yet uploaded
+    "after_upload",  # an image is in the thread; its set's review message not yet posted
+    "after_storyboard_llm",  # the storyboard's shot list came back; nothing committed yet
 )
+STAGE_POINTS = POINTS[6:]  # reached only in the later stages (tests/chaos/test_stage_crashes.py)
 
 
 class CrashPoints:

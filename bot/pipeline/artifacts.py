@@ -1,0 +1,129 @@
+"""What the later stages make: reference image sets and storyboards, as versions.
+
+Pure data. Only metadata lives here (and in Redis): names, prompts, Slack file ids, costs.
+Image bytes go from the provider to a spool file to Slack and are never stored with a session.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.pipeline.models import Usage
+
+
+class ImageKind(StrEnum):
+    CHARACTER = "character"
+    LOCATION = "location"
+    PROP = "prop"
+    STYLE = "style"
+
+
+class ImageSpec(BaseModel):
+    """One planned reference image: what it is for and the prompt that makes it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int = Field(ge=1)  # 1-based, stable across versions (Redo names it)
+    name: str
+    kind: ImageKind
+    role: str  # its role in the story, one sentence
+    prompt: str
+
+
+class ImageOutcome(StrEnum):
+    MADE = "made"  # generated and uploaded into the thread
+    FAILED = "failed"  # not made; ``failure`` says why in plain words
+
+
+class ImageArtifact(BaseModel):
+    """One image of a set as it came out: its Slack file and what it cost."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spec: ImageSpec
+    outcome: ImageOutcome
+    file_id: str | None = None
+    cost_usd: float = 0.0
+    made_in: int = Field(ge=1)  # the set version that generated it (a Redo keeps the others)
+    failure: str | None = None
+    failure_code: str | None = None  # moderation_blocked, rate_limited, timeout, provider, …
+
+
+class ImageSetVersion(BaseModel):
+    """One version of the reference image set, with the feedback it answered."""
+
+    model_config = ConfigDict(frozen=True)
+
+    number: int = Field(ge=1)
+    images: tuple[ImageArtifact, ...]
+    usage: Usage = Usage()  # LLM tokens for planning the set
+    cost_usd: float = 0.0  # what this version's new images cost
+    feedback_ts: tuple[str, ...] = ()
+    summary_of_changes: str = ""
+    redo_of: int | None = None  # a Redo: the image index remade; the rest are kept
+    created_at: float
+
+    @property
+    def complete(self) -> bool:
+        return all(i.outcome is ImageOutcome.MADE for i in self.images)
+
+    def image(self, index: int) -> ImageArtifact | None:
+        return next((i for i in self.images if i.spec.index == index), None)
+
+
+class Shot(BaseModel):
+    """One shot of the storyboard."""
+
+    model_config = ConfigDict(frozen=True)
+
+    number: int = Field(ge=1)
+    scene: int = Field(ge=1)
+    duration_s: int = Field(ge=1)
+    shot_type: str
+    camera: str
+    action: str  # what we see
+    audio: str  # voice-over or dialogue ("" for none)
+    references: tuple[str, ...] = ()  # names of reference images it uses
+
+
+class StoryboardVersion(BaseModel):
+    """One version of the storyboard (a shot list), with the feedback it answered."""
+
+    model_config = ConfigDict(frozen=True)
+
+    number: int = Field(ge=1)
+    shots: tuple[Shot, ...]
+    usage: Usage = Usage()
+    feedback_ts: tuple[str, ...] = ()
+    summary_of_changes: str = ""
+    created_at: float
+
+    @property
+    def total_duration_s(self) -> int:
+        return sum(s.duration_s for s in self.shots)
+
+
+class ItemState(StrEnum):
+    """A paid item's life: planned → submitted (the call is out) → fetched (bytes spooled,
+    cost known) → uploaded (in the thread), or failed. Never submitted twice by itself."""
+
+    PLANNED = "planned"
+    SUBMITTED = "submitted"
+    FETCHED = "fetched"
+    UPLOADED = "uploaded"
+    FAILED = "failed"
+
+
+class PaidItem(BaseModel):
+    """One paid item of a generation under way (an image), as recorded before each step."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: ItemState
+    cost_usd: float = 0.0
+    spool: str | None = None  # where the bytes wait between the provider and Slack
+    file_id: str | None = None
+    failure: str | None = None
+    failure_code: str | None = None
