@@ -86,6 +86,7 @@ class RecordingLLM(FakeLLM):
         self.requests.clear()
         self.prompt_tokens_log.clear()
         self.story_requests_served = 0
+        self.image_requests.clear()
 
 
 async def serve() -> None:
@@ -93,7 +94,14 @@ async def serve() -> None:
     await llm.start()
 
     async def stats(_request: web.Request) -> web.Response:
-        return web.json_response({"records": llm.records, "requests": len(llm.requests)})
+        return web.json_response(
+            {
+                "records": llm.records,
+                "requests": len(llm.requests),
+                "image_requests": len(llm.image_requests),
+                "images": llm.images_generated,
+            }
+        )
 
     async def reset(_request: web.Request) -> web.Response:
         llm.reset()

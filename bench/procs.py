@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,6 +274,15 @@ class LLMProcess:
             data = await resp.json()
         return list(data["records"])
 
+    async def stats(self) -> dict[str, Any]:
+        """Counts since the last reset: ``requests`` (chat), ``image_requests`` (every paid call
+        the image endpoint received, faulted ones too) and ``images`` (images returned)."""
+        assert self._http is not None
+        async with self._http.get("/stats") as resp:
+            resp.raise_for_status()
+            data = await resp.json()
+        return {k: v for k, v in data.items() if k != "records"}
+
     async def stop(self) -> None:
         if self._http is not None:
             await self._http.close()
@@ -309,6 +319,7 @@ def storyloop_env(
         "STORYLOOP_MODEL": "storyloop-test",
         "REDIS_URL": redis_url,
         "LOG_LEVEL": "INFO",
+        "STORYLOOP_DATA_DIR": tempfile.mkdtemp(prefix="storyloop-bench-"),  # the image spool
     }
     if mode == "socket":
         env["SLACK_APP_TOKEN"] = emu.app_token

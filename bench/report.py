@@ -218,6 +218,7 @@ def render(results: dict[str, Any]) -> str:
     out += _render_rss(results.get("rss"))
     out += _render_tokens(results.get("tokens"))
     out += _render_scaleout(results.get("scaleout"))
+    out += _render_stages(results.get("stages"))
     out += ["", "### Targets", ""]
     out.append(
         _table(
@@ -225,11 +226,51 @@ def render(results: dict[str, Any]) -> str:
             [[t["target"], t["value"], t["status"]] for t in results.get("targets", [])],
         )
     )
-    for phase in ("latency", "redis", "tokens", "rss", "scaleout"):
+    for phase in ("latency", "redis", "tokens", "rss", "scaleout", "stages"):
         data = results.get(phase)
         if isinstance(data, dict) and "error" in data:
             out.append(f"\nPhase {phase} failed: {data['error']}")
     return "\n".join(out)
+
+
+def _render_stages(data: Any) -> list[str]:
+    """Stages 2-3: paid calls, cost and Redis bytes per session through the storyboard."""
+    if not isinstance(data, dict) or "error" in data:
+        return []
+    seconds = data.get("seconds") or {}
+    calls = data.get("slack_calls_per_session") or {}
+    return [
+        "",
+        "### Stages: story → reference images → storyboard",
+        "",
+        f"{data.get('completed')}/{data.get('sessions')} concurrent sessions "
+        f"({data.get('script')}) in {_f(data.get('wall_s'))} s.",
+        "",
+        _table(
+            ["figure", "per session"],
+            [
+                ["images the user asked for", data.get("images_requested_per_session")],
+                [
+                    "paid image calls (counted by the image emulator)",
+                    data.get("image_calls_per_session"),
+                ],
+                ["images returned", data.get("images_made_per_session")],
+                ["cost through storyboard (USD, from usage)", data.get("cost_usd_per_session")],
+                [
+                    "Redis bytes (every key of the session; bound 64 KB)",
+                    f"{data.get('redis_bytes_per_session')} (max {data.get('redis_bytes_max')})",
+                ],
+                [
+                    "seconds: story / images v1 / storyboard v1 / whole script",
+                    " / ".join(
+                        str(seconds.get(k))
+                        for k in ("story", "images_v1", "storyboard_v1", "total")
+                    ),
+                ],
+                ["Slack calls", ", ".join(f"{k} {v}" for k, v in calls.items())],
+            ],
+        ),
+    ]
 
 
 def _render_redis(data: Any) -> list[str]:

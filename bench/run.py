@@ -75,6 +75,7 @@ from bench.procs import (
 )
 from bench.profile import Profiler
 from bench.scaleout import run_replicas
+from bench.stages import phase_stages
 from bench.tokens import CHECKPOINTS, measured_rows, measured_script, model_curve
 from bot.app import build_runtime
 from bot.pipeline.models import Session, Story, StoryVersion, Turn
@@ -83,7 +84,7 @@ from storage import keys
 from tests.e2e.harness import settings_from
 
 ROOT = Path(__file__).resolve().parents[1]
-PHASES = ("latency", "redis", "tokens", "rss", "scaleout")
+PHASES = ("latency", "redis", "tokens", "rss", "scaleout", "stages")
 
 
 @dataclass
@@ -128,6 +129,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="a setting for the app under test (repeatable), e.g. STORYLOOP_WORKER_MODE=thread",
     )
     p.add_argument("--rss-sessions", type=int, default=1000)
+    p.add_argument(
+        "--stages-sessions", type=int, default=10, help="concurrent sessions through the stages"
+    )
     p.add_argument("--redis-sessions", type=int, default=3, help="10-turn sessions measured")
     p.add_argument("--token-turns", type=int, default=100, help="measured session's turns")
     p.add_argument("--scaleout-users", type=int, default=48)
@@ -152,6 +156,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.step_timeout = 30.0
         args.rss_sessions = 40
         args.redis_sessions = 1
+        args.stages_sessions = 1
         args.token_turns = 10
         args.scaleout_users = 8
         args.scaleout_seconds = 6.0
@@ -348,6 +353,16 @@ async def _intake_probe(
     finally:
         await handler.close_async()  # type: ignore[no-untyped-call]
         await rt.close()
+
+
+async def phase_stages_of(ctx: Ctx) -> dict[str, Any]:
+    return await phase_stages(
+        ctx.llm,
+        ctx.redis.url,
+        sessions=ctx.args.stages_sessions,
+        log_dir=ctx.log_dir,
+        extra_env=ctx.extra_env,
+    )
 
 
 async def phase_redis(ctx: Ctx) -> dict[str, Any]:
@@ -651,6 +666,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                         "tokens": phase_tokens,
                         "rss": phase_rss,
                         "scaleout": phase_scaleout,
+                        "stages": phase_stages_of,
                     }[phase](ctx)
                 except Exception as exc:  # one failed phase keeps the rest
                     ctx.say(f"phase {phase} failed: {type(exc).__name__}: {exc}")

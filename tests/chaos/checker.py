@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -324,8 +325,9 @@ class SessionView:
         if stage is Stage.REFERENCE_IMAGE:
             found = self.slot(f"{stage}:v{number}")
             return found[0] if found else None
+        page = re.compile(rf"^{stage}:v{number}:p(\d+)$")
         pages = sorted(
-            (slot for slot in self.slots if slot.startswith(f"{stage}:v{number}:p")),
+            (slot for slot in self.slots if page.match(slot)),
             key=lambda slot: int(slot.rsplit("p", 1)[1]),
         )
         return self.slot(pages[-1])[0] if pages else None
@@ -606,7 +608,18 @@ def _reply_outcomes(report: Report, t: Trigger, view: SessionView | None) -> lis
 async def _click_outcomes(
     report: Report, emu: SlackEmulator, redis: Redis, t: Trigger, view: SessionView | None
 ) -> list[str]:
-    outcomes = [f"response:{r.text[:60]}" for r in _responses(emu, t.response_url)]
+    answers = _responses(emu, t.response_url)
+    # "Couldn't confirm it recorded that" is a status, not an outcome (as for commands): the
+    # intake may have run after all; it counts only when nothing else came of the click.
+    outcomes = [f"response:{r.text[:60]}" for r in answers if r.text != replies.UNAVAILABLE]
+    unconfirmed = [f"response:{r.text[:60]}" for r in answers if r.text == replies.UNAVAILABLE]
+    outcomes = await _click_effects(report, redis, t, view, outcomes)
+    return outcomes or unconfirmed
+
+
+async def _click_effects(
+    report: Report, redis: Redis, t: Trigger, view: SessionView | None, outcomes: list[str]
+) -> list[str]:
     marker = await _marker(redis, t.job_id)
     if marker is None or view is None:
         return outcomes
@@ -638,11 +651,6 @@ async def _click_outcomes(
         effect = f"review:{stage}:{number}" if found is not None else None
     elif notices:
         effect = notices[0] if view.slot(notices[0]) else None
-    elif "failure" in steps:
-        failed = view.slot(f"fail:{t.job_id}")
-        stories = view.slot("story")
-        if failed or (stories and _story_state(stories[0]) == "failed"):
-            effect = "failure-with-retry"
     elif view.slot("story") and _story_state(view.slot("story")[0]) != "working":
         effect = "story"
     if effect is None:

@@ -69,7 +69,12 @@ async def crash_and_recover(
     point: str,
     act: object,
 ) -> None:
-    crashing = await replicas.new("crashing", env).start(STORYLOOP_CRASH_POINT=point)
+    # Crash points count per process: with the eager lane the approval's commit happens in the
+    # listener, so "the second commit" is only the worker's when the lane is off.
+    lane = "false" if point.startswith("after_commit") else "true"
+    crashing = await replicas.new("crashing", env).start(
+        STORYLOOP_CRASH_POINT=point, STORYLOOP_EAGER=lane
+    )
     await emu.wait_connected(timeout=20)
     acting = asyncio.create_task(act)  # type: ignore[arg-type]
     code = await crashing.wait_exit(timeout=30)

@@ -42,12 +42,13 @@ def test_quick_bench_runs_and_prints_figures(tmp_path: Path) -> None:
         "### App memory",
         "### LLM prompt tokens per regeneration",
         "### Scale-out",
+        "### Stages: story → reference images → storyboard",
         "### Targets",
     ):
         assert heading in printed, f"missing {heading!r} in:\n{printed[-3000:]}"
 
     results = json.loads(out.read_text())
-    for phase in ("latency", "redis", "tokens", "rss", "scaleout"):
+    for phase in ("latency", "redis", "tokens", "rss", "scaleout", "stages"):
         assert "error" not in results[phase], results[phase]
     run = results["latency"]["socket"]["5"]
     for app in ("storyloop", "baseline"):
@@ -65,3 +66,9 @@ def test_quick_bench_runs_and_prints_figures(tmp_path: Path) -> None:
     scale = results["scaleout"][0]
     assert scale["completed_total"] > 0 and scale["duplicates"]["count"] == 0
     assert {t["status"] for t in results["targets"]} <= {"PASS", "MISS", "n/a"}
+    stages = results["stages"]
+    assert stages["completed"] == stages["sessions"] == 1, stages["errors"]
+    # One paid call per image the user asked for: 4 (v1) + 1 (Redo) + 4 (Regenerate).
+    assert stages["image_calls_per_session"] == stages["images_requested_per_session"] == 9
+    assert stages["cost_usd_per_session"] > 0
+    assert 0 < stages["redis_bytes_per_session"] <= stages["redis_bytes_bound"]

@@ -1,0 +1,167 @@
+"""The stages phase: sessions driven from the story through reference images and storyboard.
+
+Each session: ``/story`` → Approve → images v1 → a reply about image 2 → Redo image 2 (v2) →
+"regenerate the images" (v3) → Approve → storyboard v1 → Approve (video: not available). That is
+4 + 1 + 4 = 9 images requested by the user, so paid calls per session must be 9. The figures:
+paid calls per session (counted by the image emulator), cost per session (the session's
+``spent_usd``), Redis bytes per session (``MEMORY USAGE`` of every key the session owns) against
+the 64 KB bound, Slack calls per session, and the time each stage took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bench.load import channel_for, prompt_for, user_for
+from bench.observe import BenchEmulator
+from bench.procs import start_storyloop
+from bot.pipeline.models import Session, Stage
+from bot.slack.actions import StageButtonValue
+from storage import keys
+from tests.e2e.harness import action_ids, by_slot, session_of
+
+REQUESTED_IMAGES = 4 + 1 + 4  # v1, Redo of one image, Regenerate of the set
+BYTES_BOUND = 64 * 1024
+REVIEW = {"story_approve", "story_regenerate"}
+
+
+def _reviewable(emu: BenchEmulator, channel: str, slot: str) -> Any:
+    prefix = slot.endswith(":p")
+    found = [
+        m for m in by_slot(emu, slot, channel=channel, prefix=prefix) if REVIEW & set(action_ids(m))
+    ]
+    return found[-1] if found else None
+
+
+async def _wait(emu: BenchEmulator, channel: str, slot: str, timeout: float) -> Any:
+    return await emu.wait_for(lambda: _reviewable(emu, channel, slot), timeout=timeout)
+
+
+async def one_session(emu: BenchEmulator, index: int, timeout: float) -> dict[str, Any]:
+    channel, user = channel_for(index), user_for(index)
+    emu.ensure_channel(channel)
+    marks: dict[str, float] = {}
+    start = time.monotonic()
+    await emu.slash_command(f"30s {prompt_for(index)}", user=user, channel=channel)
+    story = await emu.wait_for(
+        lambda: [
+            m for m in by_slot(emu, "story", channel=channel) if "story_approve" in action_ids(m)
+        ],
+        timeout=timeout,
+    )
+    story = story[0]
+    sid = session_of(story) or ""
+    marks["story"] = time.monotonic() - start
+    t0 = time.monotonic()
+    await emu.click(story, "story_approve", user=user)
+    images = await _wait(emu, channel, "reference_image:v1", timeout)
+    marks["images_v1"] = time.monotonic() - t0
+    await emu.user_posts(channel, "make image 2 brighter", user=user, thread_ts=story.thread_ts)
+    await emu.wait_for(
+        lambda: by_slot(emu, "reply:", channel=channel, prefix=True), timeout=timeout
+    )
+    redo = StageButtonValue(session=sid, stage=Stage.REFERENCE_IMAGE, version=1, item=2)
+    await emu.click(images, "stage_redo", user=user, value=redo.encode())
+    await _wait(emu, channel, "reference_image:v2", timeout)
+    await emu.user_posts(channel, "regenerate the images", user=user, thread_ts=story.thread_ts)
+    images = await _wait(emu, channel, "reference_image:v3", timeout)
+    t0 = time.monotonic()
+    await emu.click(images, "story_approve", user=user)
+    board = await _wait(emu, channel, "storyboard:v1:p", timeout)
+    marks["storyboard_v1"] = time.monotonic() - t0
+    await emu.click(board, "story_approve", user=user)
+    await emu.wait_for(lambda: by_slot(emu, "collected", channel=channel), timeout=timeout)
+    marks["total"] = time.monotonic() - start
+    return {"index": index, "session": sid, "channel": channel, "seconds": marks}
+
+
+async def session_bytes(redis: Redis, team: str, sid: str) -> int:
+    total = 0
+    async for key in redis.scan_iter(match=f"{keys.session(team, sid)}*", count=500):
+        total += int(await redis.memory_usage(key, samples=0) or 0)
+    return total
+
+
+async def phase_stages(
+    llm: Any,
+    redis_url: str,
+    *,
+    sessions: int,
+    log_dir: Any,
+    extra_env: dict[str, str],
+    timeout: float = 120.0,
+) -> dict[str, Any]:
+    """Run ``sessions`` concurrent sessions through the stages; returns the figures."""
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    await redis.flushall()
+    await llm.reset()
+    await llm.configure(0.0, None)
+    emu = await BenchEmulator().start()
+    running = None
+    try:
+        running = await start_storyloop(
+            emu,
+            llm.base_url,
+            redis_url,
+            mode="socket",
+            replicas=1,
+            log_dir=log_dir,
+            extra_env=extra_env,
+            tag="storyloop-stages",
+        )
+        began = time.monotonic()
+        runs = await asyncio.gather(
+            *(one_session(emu, 900_000 + k, timeout) for k in range(sessions)),
+            return_exceptions=True,
+        )
+        wall = time.monotonic() - began
+        done = [r for r in runs if isinstance(r, dict)]
+        stats = await llm.stats()
+        per: list[dict[str, Any]] = []
+        for r in done:
+            raw = await redis.hget(keys.session(emu.team_id, r["session"]), "data")
+            s = Session.model_validate_json(raw) if raw else None
+            per.append(
+                {
+                    **r,
+                    "spent_usd": s.spent_usd if s else None,
+                    "redis_bytes": await session_bytes(redis, emu.team_id, r["session"]),
+                }
+            )
+        calls: dict[str, int] = {}
+        for call in emu.calls:
+            calls[call.method] = calls.get(call.method, 0) + 1
+        n = max(1, len(done))
+        bytes_ = [p["redis_bytes"] for p in per]
+        return {
+            "sessions": sessions,
+            "completed": len(done),
+            "errors": [repr(r)[:200] for r in runs if not isinstance(r, dict)],
+            "wall_s": round(wall, 1),
+            "script": "story → Approve → images v1 → reply → Redo image 2 → regenerate → "
+            "Approve → storyboard → Approve",
+            "images_requested_per_session": REQUESTED_IMAGES,
+            "image_calls_per_session": round(int(stats.get("image_requests", 0)) / n, 2),
+            "images_made_per_session": round(int(stats.get("images", 0)) / n, 2),
+            "cost_usd_per_session": round(sum(p["spent_usd"] or 0 for p in per) / n, 4),
+            "redis_bytes_per_session": round(sum(bytes_) / n),
+            "redis_bytes_max": max(bytes_, default=0),
+            "redis_bytes_bound": BYTES_BOUND,
+            "slack_calls_per_session": {k: round(v / n, 1) for k, v in sorted(calls.items())},
+            "seconds": {
+                k: round(sum(p["seconds"][k] for p in per) / n, 2)
+                for k in ("story", "images_v1", "storyboard_v1", "total")
+            }
+            if per
+            else {},
+            "per_session": per,
+        }
+    finally:
+        if running is not None:
+            await running.stop()
+        await emu.stop()
+        await redis.aclose()
