@@ -352,9 +352,12 @@ def key_category(key: str) -> str:
         return "eager-lane placeholder markers (1 h)"
     if key.startswith("sl:llm:"):
         return "LLM result cache (24 h)"
+    if ":spend:" in key:
+        return "spending per day"
     for suffix, name in (
         (":hist", "history"),
         (":ver", "versions"),
+        (":items", "paid items in flight"),
         (":msgs", "delivery ledger"),
         (":fence", "lease"),
         (":lock", "lease"),

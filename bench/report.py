@@ -239,6 +239,7 @@ def _render_stages(data: Any) -> list[str]:
         return []
     seconds = data.get("seconds") or {}
     calls = data.get("slack_calls_per_session") or {}
+    kinds = data.get("redis_bytes_by_kind") or {}
     return [
         "",
         "### Stages: story → reference images → storyboard",
@@ -249,25 +250,30 @@ def _render_stages(data: Any) -> list[str]:
         _table(
             ["figure", "per session"],
             [
-                ["images the user asked for", data.get("images_requested_per_session")],
-                [
-                    "paid image calls (counted by the image emulator)",
-                    data.get("image_calls_per_session"),
-                ],
-                ["images returned", data.get("images_made_per_session")],
-                ["cost through storyboard (USD, from usage)", data.get("cost_usd_per_session")],
-                [
-                    "Redis bytes (every key of the session; bound 64 KB)",
-                    f"{data.get('redis_bytes_per_session')} (max {data.get('redis_bytes_max')})",
-                ],
-                [
-                    "seconds: story / images v1 / storyboard v1 / whole script",
-                    " / ".join(
-                        str(seconds.get(k))
-                        for k in ("story", "images_v1", "storyboard_v1", "total")
-                    ),
-                ],
-                ["Slack calls", ", ".join(f"{k} {v}" for k, v in calls.items())],
+                [str(cell) for cell in row]
+                for row in [
+                    ["images the user asked for", data.get("images_requested_per_session")],
+                    [
+                        "paid image calls (counted by the image emulator)",
+                        data.get("image_calls_per_session"),
+                    ],
+                    ["images returned", data.get("images_made_per_session")],
+                    ["cost through storyboard (USD, from usage)", data.get("cost_usd_per_session")],
+                    [
+                        "Redis bytes (every key of the session, bound 64 KB)",
+                        f"{data.get('redis_bytes_per_session')} "
+                        f"(max {data.get('redis_bytes_max')})",
+                    ],
+                    [
+                        "seconds: story / images v1 / storyboard v1 / whole script",
+                        " / ".join(
+                            str(seconds.get(k))
+                            for k in ("story", "images_v1", "storyboard_v1", "total")
+                        ),
+                    ],
+                    ["Redis bytes by kind", ", ".join(f"{k} {v}" for k, v in kinds.items())],
+                    ["Slack calls", ", ".join(f"{k} {v}" for k, v in calls.items())],
+                ]
             ],
         ),
     ]

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import Any
 
 from redis.asyncio import Redis
 
 from bench.load import channel_for, prompt_for, user_for
+from bench.metrics import key_category
 from bench.observe import BenchEmulator
 from bench.procs import start_storyloop
 from bot.pipeline.models import Session, Stage
@@ -79,11 +81,17 @@ async def one_session(emu: BenchEmulator, index: int, timeout: float) -> dict[st
     return {"index": index, "session": sid, "channel": channel, "seconds": marks}
 
 
-async def session_bytes(redis: Redis, team: str, sid: str) -> int:
-    total = 0
-    async for key in redis.scan_iter(match=f"{keys.session(team, sid)}*", count=500):
-        total += int(await redis.memory_usage(key, samples=0) or 0)
-    return total
+async def session_bytes(redis: Redis, sid: str, channel: str) -> tuple[int, Counter[str]]:
+    """MEMORY USAGE of every key that belongs to the session: its own keys, and the keys named
+    by its channel (thread index, reply dedupe keys, done markers of its jobs) — the same rule
+    as the redis phase (bench/metrics.py)."""
+    total, by_kind = 0, Counter[str]()
+    async for key in redis.scan_iter(match="sl:*", count=1000):
+        if sid in key or f":{channel}:" in key:
+            size = int(await redis.memory_usage(key, samples=0) or 0)
+            total += size
+            by_kind[key_category(key)] += size
+    return total, by_kind
 
 
 async def phase_stages(
@@ -122,16 +130,13 @@ async def phase_stages(
         done = [r for r in runs if isinstance(r, dict)]
         stats = await llm.stats()
         per: list[dict[str, Any]] = []
+        kinds: Counter[str] = Counter()
         for r in done:
             raw = await redis.hget(keys.session(emu.team_id, r["session"]), "data")
             s = Session.model_validate_json(raw) if raw else None
-            per.append(
-                {
-                    **r,
-                    "spent_usd": s.spent_usd if s else None,
-                    "redis_bytes": await session_bytes(redis, emu.team_id, r["session"]),
-                }
-            )
+            size, by_kind = await session_bytes(redis, r["session"], r["channel"])
+            kinds.update(by_kind)
+            per.append({**r, "spent_usd": s.spent_usd if s else None, "redis_bytes": size})
         calls: dict[str, int] = {}
         for call in emu.calls:
             calls[call.method] = calls.get(call.method, 0) + 1
@@ -151,6 +156,7 @@ async def phase_stages(
             "redis_bytes_per_session": round(sum(bytes_) / n),
             "redis_bytes_max": max(bytes_, default=0),
             "redis_bytes_bound": BYTES_BOUND,
+            "redis_bytes_by_kind": {k: round(v / n) for k, v in kinds.most_common()},
             "slack_calls_per_session": {k: round(v / n, 1) for k, v in sorted(calls.items())},
             "seconds": {
                 k: round(sum(p["seconds"][k] for p in per) / n, 2)

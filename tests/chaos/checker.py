@@ -254,6 +254,8 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
+    stages: Counter[str] = field(default_factory=Counter)  # where the sessions ended up
+    images: int = 0  # images made and shown, over every session's versions
 
     def _of(self, category: str) -> list[Finding]:
         return [f for f in self.findings if f.category == category]
@@ -280,7 +282,9 @@ class Report:
             f"({', '.join(f'{k} {v}' for k, v in sorted(faults.items())) or 'none'}) "
             f"lost={len(self.lost)} duplicated={len(self.duplicated)} "
             f"inconsistent={len(self._of('inconsistent'))} "
-            f"unquiescent={len(self._of('unquiescent'))}"
+            f"unquiescent={len(self._of('unquiescent'))} "
+            f"stages=({', '.join(f'{k} {v}' for k, v in sorted(self.stages.items()))}) "
+            f"images={self.images}"
         )
 
     def render(self) -> str:
@@ -484,6 +488,13 @@ async def check(emu: SlackEmulator, redis: Redis, trace: Trace) -> Report:
         await _check_trigger(report, emu, redis, trace, trigger, views)
     for view in views.values():
         await _check_session(report, redis, view)
+        report.stages[view.session.stage.value] += 1
+        report.images += sum(
+            1
+            for number, version in view.images.items()
+            for image in version.images
+            if image.outcome is ImageOutcome.MADE and image.made_in == number
+        )
 
     broadcasts = emu.unescaped_broadcasts()
     for item in broadcasts:

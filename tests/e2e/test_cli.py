@@ -59,6 +59,9 @@ async def test_check_reaches_slack_redis_and_llm(
     code, out = await run_cli(["check"], env, tmp_path)
     assert code == 0, out
     assert "slack: ok" in out and "redis: ok — persists with AOF" in out and "llm: ok" in out
+    # The image endpoint is reached without a paid call (models are listed, nothing generated).
+    assert "images: ok" in out and "gpt-image-2" in out
+    assert llm.image_requests == []
     assert emu.calls_to("auth.test")
     assert emu.bot_token not in out and env["OPENAI_API_KEY"] not in out
 
@@ -71,6 +74,7 @@ async def test_check_reports_failures_plainly(
     code, out = await run_cli(["check"], env, tmp_path)
     assert code == 1
     assert "slack: FAILED" in out and "invalid_auth" in out and "redis: FAILED" in out
+    assert "images: ok" in out  # each part is reported on its own
 
 
 async def test_bad_app_token_fails_fast_with_a_clear_message(

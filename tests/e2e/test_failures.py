@@ -305,6 +305,24 @@ async def test_first_story_failure_offers_retry_in_plain_words(
     assert_no_raw_errors(emu)
 
 
+@pytest.mark.parametrize("text", ["try again", "regenerate the story"])
+async def test_writing_try_again_after_a_failed_first_story_retries_it(
+    emu: SlackEmulator, llm: FakeLLM, app: AppUnderTest, text: str
+) -> None:
+    """Found as a new user: the reply used to get a chat answer. It retries, as Retry does."""
+    fail_llm(llm, 3)
+    card, story = await start_session(emu)
+    await wait_story(emu, story, has_retry, what="failure with Retry")
+    ts = await emu.user_posts(CHANNEL, text, user=OWNER, thread_ts=card.ts)
+    shown = await wait_story(emu, story, has_review_buttons, what="story v1 after the reply")
+    assert "Story v1" in block_text(shown)
+    assert len(story_requests(llm)) == 3 + 1
+    assert not by_slot(emu, f"reply:{ts}")  # the new story is the answer, not a chat message
+    s = await session(app, emu, story)
+    assert s.status is Status.AWAITING_REVIEW and s.answered_until == 1  # the reply counts
+    assert_no_raw_errors(emu)
+
+
 # --- 2. one transient failure is retried silently ----------------------------------------------
 
 
