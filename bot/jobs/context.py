@@ -1,5 +1,9 @@
-"""What every flow needs: the ports (repository, Slack gateway and uploads, LLM, images), where
-paid bytes wait on their way to Slack (the spool), and a clock."""
+"""What every flow needs: the ports (session store, chat and files, writer, images — see
+``bot/jobs/ports.py``), where paid bytes wait on their way to Slack (the spool), and a clock.
+
+The fields are typed with the ports, not the Redis/Slack/OpenAI classes, so the flows run the
+same against the production objects (``bot/app.py``) and the in-memory fakes of the unit tests
+(``tests/unit/fakes.py``)."""
 
 from __future__ import annotations
 
@@ -12,13 +16,10 @@ from typing import TYPE_CHECKING, Any
 from bot.config import Settings
 from bot.crashpoints import CrashPoints
 from bot.jobs.model import Job
-from bot.llm.client import LLMClient
-from bot.media.images import ImageMaker
+from bot.jobs.ports import Chat, FileSharer, ImageMaker, JobStore, Writer
 from bot.pipeline.models import Session, Stage
 from bot.pipeline.pricing import ImagePrices
-from bot.slack.gateway import SlackGateway
-from bot.slack.uploads import Uploads
-from storage.repository import Repository, Writes
+from storage.repository import Writes
 
 if TYPE_CHECKING:
     from bot.jobs.stages.base import StageWork
@@ -27,12 +28,12 @@ if TYPE_CHECKING:
 @dataclass
 class FlowContext:
     settings: Settings
-    repo: Repository
-    gateway: SlackGateway
-    llm: LLMClient
+    repo: JobStore  # production: storage.repository.Repository
+    gateway: Chat  # production: bot.slack.gateway.SlackGateway
+    llm: Writer  # production: bot.llm.client.LLMClient
     crash: CrashPoints
-    images: ImageMaker
-    uploads: Uploads
+    images: ImageMaker  # production: bot.media.images.ImageClient
+    uploads: FileSharer  # production: bot.slack.uploads.Uploads
     spool: Path
     clock: Callable[[], float] = field(default=time.time)
     # Each stage's job-side part (bot/jobs/stages), filled in by ``Flows``.

@@ -252,7 +252,13 @@ class Flows:
             )
         if job.eager:
             raise Deferred  # LLM calls are a worker's
-        context = history[max(s.stage_started_turn, 0) : s.answered_until]
+        # What was said before the new feedback in this stage: every turn up to the answered
+        # mark, and the answers given since (an answer is appended after replies that came in
+        # while it was being written, so it can sit past the mark).
+        upto = len(history)
+        context = history[s.stage_started_turn : s.answered_until] + [
+            t for t in history[s.answered_until : upto] if t.role is TurnRole.ASSISTANT
+        ]
         if s.stage is Stage.STORY:
             current = await ctx.repo.version(s, s.version) if s.version else None
             messages = prompts.feedback_messages(

@@ -248,7 +248,7 @@ class FaultLoop:
         if ready:
             options += [("reply", 3.0), ("rewrite", 0.5)]
         if review:
-            options += [("regenerate", 1.0), ("approve", 0.9), ("double", 0.7), ("stale", 0.4)]
+            options += [("regenerate", 1.0), ("approve", 1.5), ("double", 0.7), ("stale", 0.4)]
             options.append(("redo", 0.5))
         if retry:
             options.append(("retry", 1.0))

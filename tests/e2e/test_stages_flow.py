@@ -112,6 +112,8 @@ async def test_story_to_images_to_storyboard_and_video_not_yet(
     await emu.wait_for(lambda: len(by_slot(emu, "reply:", channel=CHANNEL, prefix=True)) >= 2)
     await emu.click(board.ts, "story_regenerate")
     board2 = await reviewed(emu, "storyboard:v2:p")
+    await emu.click(board2.ts, "story_approve", value=value(sid, Stage.STORYBOARD, 1))
+    await emu.wait_for(lambda: refusals(emu, "v1", "v2", "storyboard"))  # a stale click
     await emu.click(board2.ts, "story_approve")
 
     # 4. Storyboard approved: video isn't available yet, said plainly; everything in one place.
@@ -135,6 +137,7 @@ async def test_story_to_images_to_storyboard_and_video_not_yet(
     assert emu.unescaped_broadcasts() == []
 
 
+@pytest.mark.parametrize("mode", ["socket", "http"], indirect=True)
 async def test_a_stale_click_at_each_stage_is_refused(
     emu: SlackEmulator, llm: FakeLLM, app: AppUnderTest
 ) -> None:
