@@ -10,6 +10,11 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 
+# 0. ffmpeg joins the video's clips and mixes the voice-over (the video stage).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ffmpeg \
+    && rm -rf /var/lib/apt/lists/*
+
 # 1. Dependencies only. This layer depends on pyproject.toml alone, so editing the code does not
 #    reinstall them. The list is read from [project].dependencies, the single source of truth.
 COPY pyproject.toml ./
@@ -25,8 +30,8 @@ COPY storage/ storage/
 RUN pip install --no-deps . \
     && rm -rf build ./*.egg-info
 
-# 3. Run as an unprivileged user. ./data is only used when REDIS_URL is unset (local redis-server),
-#    which does not apply in this image: set REDIS_URL (docker-compose.yml does).
+# 3. Run as an unprivileged user. ./data holds the spool (paid media on its way to Slack) and,
+#    only when REDIS_URL is unset, a local redis-server (docker-compose.yml sets REDIS_URL).
 RUN groupadd --system --gid 10001 storyloop \
     && useradd --system --uid 10001 --gid storyloop --home-dir /app --no-create-home \
        --shell /usr/sbin/nologin storyloop \

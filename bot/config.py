@@ -109,6 +109,33 @@ class Settings(BaseSettings):
     image_output_per_m_usd: float = Field(
         default=30.0, ge=0, validation_alias="STORYLOOP_IMAGE_OUTPUT_PER_M_USD"
     )
+    # Video: any server speaking the OpenAI-style video-jobs contract (POST /v1/videos, …), e.g.
+    # a LiteLLM proxy in front of Veo or Runway. Base URL and key default to the LLM's.
+    video_base_url: str | None = Field(default=None, validation_alias="STORYLOOP_VIDEO_BASE_URL")
+    video_api_key: SecretStr | None = Field(
+        default=None, validation_alias="STORYLOOP_VIDEO_API_KEY"
+    )
+    video_model: str = Field(default="veo-3.1", validation_alias="STORYLOOP_VIDEO_MODEL")
+    video_size: str = Field(
+        default="1280x720", pattern=r"^\d{2,4}x\d{2,4}$", validation_alias="STORYLOOP_VIDEO_SIZE"
+    )
+    video_seconds: str = Field(
+        default="4,8,12", pattern=r"^\d+(,\d+)*$", validation_alias="STORYLOOP_VIDEO_SECONDS"
+    )
+    video_price_per_s_usd: float = Field(
+        default=0.15, ge=0, validation_alias="STORYLOOP_VIDEO_PRICE_PER_S_USD"
+    )
+    video_concurrency: int = Field(
+        default=3, ge=1, le=16, validation_alias="STORYLOOP_VIDEO_CONCURRENCY"
+    )
+    video_poll_max_s: float = Field(default=20.0, gt=0, validation_alias="STORYLOOP_VIDEO_POLL_MAX")
+    video_timeout_s: float = Field(default=1800.0, gt=0, validation_alias="STORYLOOP_VIDEO_TIMEOUT")
+    voiceover: bool = Field(default=True, validation_alias="STORYLOOP_VOICEOVER")
+    speech_model: str = Field(default="gpt-4o-mini-tts", validation_alias="STORYLOOP_SPEECH_MODEL")
+    speech_voice: str = Field(default="alloy", validation_alias="STORYLOOP_SPEECH_VOICE")
+    speech_per_1k_chars_usd: float = Field(
+        default=0.015, ge=0, validation_alias="STORYLOOP_SPEECH_PER_1K_CHARS_USD"
+    )
     # A workspace's spending on paid generation per UTC day; unset = no limit.
     daily_spend_limit_usd: float | None = Field(
         default=None, gt=0, validation_alias="STORYLOOP_DAILY_SPEND_LIMIT_USD"
@@ -147,7 +174,13 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "image_base_url", "image_api_key", "daily_spend_limit_usd", "crash_point", mode="before"
+        "image_base_url",
+        "image_api_key",
+        "video_base_url",
+        "video_api_key",
+        "daily_spend_limit_usd",
+        "crash_point",
+        mode="before",
     )
     @classmethod
     def _blank_means_unset(cls, value: object) -> object:
@@ -156,6 +189,18 @@ class Settings(BaseSettings):
     @property
     def images_url(self) -> str:
         return self.image_base_url or self.openai_base_url
+
+    @property
+    def video_url(self) -> str:
+        return self.video_base_url or self.openai_base_url
+
+    @property
+    def video_key(self) -> str:
+        return (self.video_api_key or self.openai_api_key).get_secret_value()
+
+    @property
+    def video_lengths(self) -> tuple[int, ...]:
+        return tuple(sorted({int(x) for x in self.video_seconds.split(",") if int(x) > 0}))
 
     @property
     def images_key(self) -> str:
@@ -174,6 +219,7 @@ class Settings(BaseSettings):
         values = [self.slack_bot_token, self.slack_app_token, self.slack_signing_secret]
         values.append(self.openai_api_key)
         values.append(self.image_api_key)
+        values.append(self.video_api_key)
         return [v.get_secret_value() for v in values if v is not None]
 
 

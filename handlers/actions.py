@@ -13,17 +13,22 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from bot.pipeline.triggers import Approve, Click, Redo, Regenerate, Retry
+from bot.pipeline.triggers import Approve, Cancel, Click, Confirm, Redo, Regenerate, Retry
 from bot.services import HandlerServices
 from bot.slack.actions import ActionId, parse_button
 from handlers import replies
 
 log = logging.getLogger(__name__)
-CLICKS: dict[ActionId, type[Approve] | type[Regenerate] | type[Retry] | type[Redo]] = {
+ClickType = (
+    type[Approve] | type[Regenerate] | type[Retry] | type[Redo] | type[Confirm] | type[Cancel]
+)
+CLICKS: dict[ActionId, ClickType] = {
     ActionId.APPROVE: Approve,
     ActionId.REGENERATE: Regenerate,
     ActionId.RETRY: Retry,
     ActionId.REDO: Redo,
+    ActionId.CONFIRM: Confirm,
+    ActionId.CANCEL: Cancel,
 }
 
 

@@ -8,13 +8,14 @@ command all collapse into one job.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from enum import Enum
 
 from pydantic import TypeAdapter
 
 from bot.pipeline.models import Session, Turn
-from bot.pipeline.triggers import Feedback, Trigger
+from bot.pipeline.triggers import Feedback, Trigger, TriggerKind
 from storage import keys
 from storage.scripts import Scripts
 
@@ -64,6 +65,10 @@ class Intake:
                 keys.eager(team, trigger.job_id),
             ]
             args += [eager_lease_ms, self._session_ttl_s, keys.DEDUPE_TTL_S, keys.EAGER_TTL_S]
+        if trigger.kind is TriggerKind.CANCEL:
+            # The render under way holds the lease for minutes: it watches this key instead.
+            script_keys.append(keys.cancel(team, sid))
+            args.append(json.dumps({"job": trigger.job_id, "user": trigger.user_id}))
         async with asyncio.timeout(INTAKE_TIMEOUT_S):
             done, fence, *data = await self._scripts.run("intake", script_keys, args)
         if int(done) != 1:

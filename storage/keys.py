@@ -38,6 +38,11 @@ def items(team_id: str, session_id: str) -> str:
     return f"{session(team_id, session_id)}:items"
 
 
+def cancel(team_id: str, session_id: str) -> str:
+    """Set by the intake of a Cancel click: the render under way sees it between polls."""
+    return f"{session(team_id, session_id)}:cancel"
+
+
 def version_field(stage: str, number: int) -> str:
     """A version's field in the versions hash: the story's are bare numbers (they came first)."""
     return str(number) if stage == "story" else f"{stage}:{number}"

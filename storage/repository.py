@@ -81,6 +81,10 @@ class Writes:
         self._add("HSET", key, keys.version_field(stage, number), data)
         return self
 
+    def forget_cancel(self, session: Session) -> Writes:
+        self._add("DEL", keys.cancel(session.team_id, session.id), "-", "-")
+        return self
+
     def forget_items(self, session: Session) -> Writes:
         """The paid items of a generation are only needed until its outcome is committed."""
         self._add("DEL", keys.items(session.team_id, session.id), "-", "-")
@@ -169,6 +173,11 @@ class Repository:
             if str(field).startswith(prefix) and str(field)[len(prefix) :].isdigit()
         ]
         return sorted(found, key=lambda pair: pair[0])
+
+    async def cancel_requested(self, session: Session) -> dict[str, str] | None:
+        """A Cancel click recorded for the session: ``{"job": …, "user": …}``."""
+        raw = await self.redis.get(keys.cancel(session.team_id, session.id))
+        return dict(json.loads(raw)) if raw else None
 
     # --- paid items (images, clips): their state before and after each paid step ----------
     async def items(self, session: Session) -> dict[str, PaidItem]:

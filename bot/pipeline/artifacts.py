@@ -111,6 +111,7 @@ class ItemState(StrEnum):
 
     PLANNED = "planned"
     SUBMITTED = "submitted"
+    READY = "ready"  # a remote job finished at the provider; its bytes are not here yet
     FETCHED = "fetched"
     UPLOADED = "uploaded"
     FAILED = "failed"
@@ -127,3 +128,71 @@ class PaidItem(BaseModel):
     file_id: str | None = None
     failure: str | None = None
     failure_code: str | None = None
+    # A remote job (video clip): its id, recorded before polling, and when it was asked for
+    # (to adopt a job the provider accepted just before a crash).
+    remote_id: str | None = None
+    started_at: float | None = None
+    progress: int = 0
+
+
+class ClipPlan(BaseModel):
+    """One clip of a planned video: a scene, at a length the provider supports."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int = Field(ge=1)  # the clip's number (1-based)
+    scene: int = Field(ge=1)  # the scene it shows (a scene longer than the longest clip has more)
+    seconds: int = Field(ge=1)  # requested from the provider (a supported length)
+    scene_s: int = Field(ge=1)  # how much of it the finished video uses (the scene's duration)
+    prompt: str  # the scene's shots, as the provider's prompt
+    reference: str | None = None  # the reference image used as the input image (by name)
+
+
+class VideoPlan(BaseModel):
+    """What rendering will cost, shown before anything is spent, and confirmed by a person."""
+
+    model_config = ConfigDict(frozen=True)
+
+    number: int = Field(ge=1)  # the plan's number; a confirm names it (an outdated one is refused)
+    clips: tuple[ClipPlan, ...]
+    model: str
+    size: str
+    voiceover: bool
+    estimate_usd: float
+    redo_of: int | None = None  # a Redo plan: the one scene it remakes
+    created_at: float
+
+    @property
+    def seconds(self) -> int:
+        return sum(c.seconds for c in self.clips)
+
+
+class ClipResult(BaseModel):
+    """One clip as rendered: the provider's job, its file in the thread, what it cost."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int = Field(ge=1)
+    scene: int = Field(ge=1)
+    job_id: str | None = None
+    file_id: str | None = None
+    seconds: int = Field(ge=1)
+    cost_usd: float = 0.0
+    made_in: int = Field(ge=1)  # the video version that rendered it (a Redo keeps the rest)
+
+
+class VideoVersion(BaseModel):
+    """One finished video: its clips, the joined MP4 in the thread, and what it cost."""
+
+    model_config = ConfigDict(frozen=True)
+
+    number: int = Field(ge=1)
+    plan: int = Field(ge=1)  # the confirmed plan it rendered
+    clips: tuple[ClipResult, ...]
+    file_id: str | None = None  # the joined MP4
+    duration_s: float = 0.0
+    voiceover: bool = False
+    cost_usd: float = 0.0  # what this version's new clips and voice-over cost
+    feedback_ts: tuple[str, ...] = ()
+    redo_of: int | None = None
+    created_at: float

@@ -28,7 +28,11 @@ class Status(StrEnum):
     GENERATING = "generating"  # first version being written
     AWAITING_REVIEW = "awaiting_review"  # a version is shown with Approve / Regenerate
     REGENERATING = "regenerating"  # a new version is being written
-    QUEUED = "queued"  # stage approved into whose generator this version doesn't have (video)
+    QUEUED = "queued"  # stage approved into whose generator this version doesn't have
+    # Video: a plan with its cost is shown; nothing is spent until someone allowed confirms.
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    CANCELLED = "cancelled"  # a plan or a render was cancelled; Retry shows a new plan
+    DONE = "done"  # the last stage was approved: the session is complete
     FAILED = "failed"  # the last generation failed; Retry is offered
     UNPOSTABLE = "unpostable"  # the app could not post in the channel; nothing to resume
 
@@ -150,6 +154,7 @@ class Session(BaseModel):
     status: Status = Status.STARTING
     rev: int = 0
     version: int = 0  # current version of the current stage (0 = none yet)
+    plan: int = 0  # video: the newest cost plan shown for confirmation (0 = none)
     thread_ts: str | None = None  # ts of the session card (root of the thread)
     story_message_ts: str | None = None  # the story message, edited in place
     extra_message_ts: tuple[str, ...] = ()  # continuation messages of a long story

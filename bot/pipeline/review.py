@@ -40,8 +40,10 @@ def unknown_session() -> str:
 
 
 def only_approvers(s: Session) -> str:
+    confirming = s.stage is Stage.VIDEO and s.status is Status.AWAITING_CONFIRMATION
+    what = "confirm spending on the video" if confirming else f"approve {_label(s.stage)}"
     return (
-        f"Only <@{s.owner_id}>, who started this session, can approve {_label(s.stage)}. "
+        f"Only <@{s.owner_id}>, who started this session, can {what}. "
         "You can still give feedback in the thread."
     )
 
@@ -110,6 +112,29 @@ def incomplete(s: Session, missing: list[int]) -> str:
         f"{_cap(word)}{plural} {listed} couldn't be made, so this set can't be approved yet. "
         f"Use Redo on the {word}{plural}, or Regenerate the whole set."
     )
+
+
+def already_rendering(s: Session) -> str:
+    return "The video is already being rendered — this plan was confirmed once."
+
+
+def outdated_plan(s: Session, plan: int) -> str:
+    return (
+        f"That button belongs to plan {plan}, but the newest plan is {s.plan}. "
+        "Use the buttons on the newest plan."
+    )
+
+
+def nothing_to_confirm(s: Session) -> str:
+    return "There's no video plan waiting for confirmation right now."
+
+
+def nothing_to_cancel(s: Session) -> str:
+    return "There's nothing to cancel: no video plan is waiting and nothing is rendering."
+
+
+def confirm_first(s: Session) -> str:
+    return "A video plan is waiting: confirm it (or cancel it) first."
 
 
 def stage_unavailable(s: Session) -> str:

@@ -39,6 +39,8 @@ class Act(StrEnum):
     REDO = "redo"
     RETRY = "retry"
     REPLY = "reply"
+    CONFIRM = "confirm"  # video: spend on the plan shown
+    CANCEL = "cancel"  # video: don't spend (a plan), or stop spending (a render)
 
 
 class Op(StrEnum):
@@ -47,6 +49,7 @@ class Op(StrEnum):
     GENERATE = "generate"
     REGENERATE = "regenerate"
     REDO = "redo"
+    RENDER = "render"  # video: render the confirmed plan (a plan is what the others make)
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,14 @@ class Note:
     text: str
 
 
-Decision = Refuse | Generate | Advance | Answer | Note
+@dataclass(frozen=True)
+class Stop:
+    """Cancel the video plan, or the render under way (deleting its remote jobs)."""
+
+    stage: Stage
+
+
+Decision = Refuse | Generate | Advance | Answer | Note | Stop
 
 
 def decide(
@@ -117,6 +127,10 @@ def decide(
         return Refuse(say.session_done(s) if s.stage is Stage.COMPLETE else say.unknown_session())
     if not stage.available or s.status is Status.QUEUED:
         return Refuse(say.stage_unavailable(s))
+    if s.stage is Stage.VIDEO:
+        return _video(s, e, may_approve=may_approve, items=items)
+    if e.act in (Act.CONFIRM, Act.CANCEL):
+        return Refuse(say.stale_stage(s))
     if s.status in BUSY:
         return Refuse(say.nothing_to_retry(s) if e.act is Act.RETRY else say.busy(s))
     if e.act is Act.RETRY:
@@ -143,8 +157,55 @@ def decide(
 def _advance(s: Session) -> Advance:
     to = next_stage(s.stage)
     found = definition(to)
+    if to is Stage.COMPLETE:
+        return Advance(s.stage, s.version, to, Status.DONE)
     to_status = Status.GENERATING if found is not None and found.available else Status.QUEUED
     return Advance(s.stage, s.version, to, to_status)
+
+
+def _video(s: Session, e: Event, *, may_approve: bool, items: int) -> Decision:
+    """The video stage: a plan (with its cost) is confirmed before anything is spent; a render
+    can be cancelled; the finished video is reviewed like every stage (Redo names a scene, and
+    asks for a new plan)."""
+    if e.act is Act.CONFIRM:
+        if not may_approve:
+            return Refuse(say.only_approvers(s))
+        if s.status is Status.AWAITING_CONFIRMATION and e.version == s.plan:
+            return Generate(Stage.VIDEO, Op.RENDER)
+        if s.status in BUSY:
+            return Refuse(say.already_rendering(s))
+        if e.version != s.plan:
+            return Refuse(say.outdated_plan(s, e.version))
+        return Refuse(say.nothing_to_confirm(s))
+    if e.act is Act.CANCEL:
+        if e.version != s.plan:
+            return Refuse(say.outdated_plan(s, e.version))
+        if s.status in (Status.AWAITING_CONFIRMATION, *BUSY):
+            return Stop(Stage.VIDEO)
+        return Refuse(say.nothing_to_cancel(s))
+    if s.status in BUSY:
+        return Refuse(say.nothing_to_retry(s) if e.act is Act.RETRY else say.busy(s))
+    if e.act is Act.RETRY:
+        if s.status is Status.FAILED and s.failed_op == Op.RENDER:
+            return Generate(Stage.VIDEO, Op.RENDER)  # go on with the jobs already paid for
+        if s.status in (Status.FAILED, Status.CANCELLED):
+            return Generate(Stage.VIDEO, Op.REGENERATE if s.version else Op.GENERATE)
+        return Refuse(say.nothing_to_retry(s))
+    if s.status is Status.AWAITING_CONFIRMATION:
+        return Refuse(say.confirm_first(s))
+    if s.version == 0 or s.status not in AT_REST:
+        return Refuse(say.not_ready(s))
+    if e.version != s.version:
+        if e.act is Act.APPROVE:
+            return Refuse(say.outdated_approve(s, e.version))
+        return Refuse(say.outdated(s, e.version))
+    if e.act is Act.APPROVE:
+        return _advance(s)
+    if e.act is Act.REDO:
+        if e.item is None or not 1 <= e.item <= items:
+            return Refuse(say.no_such_item(s, e.item or 0, items))
+        return Generate(Stage.VIDEO, Op.REDO, e.item)
+    return Generate(Stage.VIDEO, Op.REGENERATE)
 
 
 def _retry(s: Session, e: Event) -> Decision:

@@ -23,6 +23,8 @@ class TriggerKind(StrEnum):
     APPROVE = "approve"
     RETRY = "retry"
     REDO = "redo"
+    CONFIRM = "confirm"
+    CANCEL = "cancel"
 
 
 class _Trigger(BaseModel):
@@ -98,9 +100,22 @@ class Redo(_Click):
     item: int = Field(ge=1, le=100)
 
 
-Click = Approve | Regenerate | Retry | Redo
+class Confirm(_Click):
+    """Spend: render the video plan ``version`` names (an outdated plan is refused)."""
+
+    kind: Literal[TriggerKind.CONFIRM] = TriggerKind.CONFIRM
+
+
+class Cancel(_Click):
+    """Don't spend on the plan, or stop a render under way."""
+
+    kind: Literal[TriggerKind.CANCEL] = TriggerKind.CANCEL
+
+
+Click = Approve | Regenerate | Retry | Redo | Confirm | Cancel
 Trigger = Annotated[
-    StartSession | Feedback | Regenerate | Approve | Retry | Redo, Field(discriminator="kind")
+    StartSession | Feedback | Regenerate | Approve | Retry | Redo | Confirm | Cancel,
+    Field(discriminator="kind"),
 ]
 
 

@@ -41,7 +41,9 @@ class ActionId(StrEnum):
     APPROVE = "story_approve"  # every stage's Approve (the name predates the later stages)
     REGENERATE = "story_regenerate"
     RETRY = "story_retry"
-    REDO = "stage_redo"  # remake one item (an image) of a version
+    REDO = "stage_redo"  # remake one item (an image, a video's scene) of a version
+    CONFIRM = "video_confirm"  # spend: render the plan (version = the plan's number)
+    CANCEL = "video_cancel"  # don't spend (a plan), or stop spending (a render)
 
 
 # Far above anything encode() produces (~100 chars), far below Slack's 2,000-char value limit:

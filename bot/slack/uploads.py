@@ -46,6 +46,11 @@ _REASONS = {
         "I can't reach this channel any more, so I can't share files here. Invite me back "
         "with `/invite @storyloop`, then use Retry."
     ),
+    "download_failed": "I couldn't download a file of this session back from Slack. Use Retry.",
+    "file_not_found": (
+        "A file of this session is gone from Slack (deleted?), so I can't use it again. "
+        "Regenerate that part to make it anew."
+    ),
     "missing_scope": (
         "Storyloop's Slack app lacks permission to upload files (files:write). An admin needs "
         "to reinstall it from the current manifest."
@@ -93,6 +98,31 @@ class Uploads:
         await self._send(url, data)
         await self._complete(session, file_id, title, thread_ts, comment)
         return await self.ledger.record_message(session, slot, file_id)
+
+    async def fetch(self, file_id: str) -> bytes:
+        """A file's bytes back from Slack (``files.info`` → ``url_private_download`` with the
+        bot token; scope files:read). Slack is where a session's media is kept: a reference
+        image or a clip needed again (a video's input image, a Redo's re-join) comes from there,
+        not from a local disk another replica doesn't have."""
+        try:
+            info = await self.gateway.call("files_info", file=file_id)
+        except SlackApiError as exc:
+            raise UploadRefused(str(exc.response.get("error", ""))) from None
+        found = info.get("file") or {}
+        url = str(found.get("url_private_download") or found.get("url_private") or "")
+        if not url:
+            raise UploadRefused("file_not_found")
+        headers = {"Authorization": f"Bearer {self.gateway.client.token}"}
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with self.http.get(url, headers=headers) as resp:
+                    if resp.status == 200:
+                        return await resp.read()
+                    log.warning("downloading file %s answered HTTP %s", file_id, resp.status)
+            except _TRANSIENT as exc:
+                log.warning("downloading file %s failed (%s)", file_id, type(exc).__name__)
+            await asyncio.sleep(0.2 * attempt)
+        raise UploadRefused("download_failed")
 
     async def _start(self, filename: str, length: int) -> tuple[str, str]:
         try:

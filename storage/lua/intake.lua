@@ -7,12 +7,17 @@
 -- ARGV[7] eager marker ttl (s)
 -- The marker says "running" until the lane hands the job over (handoff.lua): a worker that
 -- finds it still running knows an attempt may have posted before it died.
+-- With a signal (a Cancel: the job under way must see it without waiting for the lease it
+-- holds) the last key is the signal key, set to ARGV[#ARGV] for an hour.
 -- Returns {1, fence, session data} when enqueued and leased for the eager lane, {1, 0} when
 -- enqueued only (no eager lane, or the session is busy), {0, 0} when seen before.
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3]) then
   return {0, 0}
 end
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'job', ARGV[2])
+if #KEYS == 3 or #KEYS == 7 then
+  redis.call('SET', KEYS[#KEYS], ARGV[#ARGV], 'EX', 3600)
+end
 if #KEYS < 6 then
   return {1, 0}
 end

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bot.slack.actions import ButtonValue
@@ -75,6 +77,10 @@ async def test_story_durations_fit_target(
     assert abs(version.story.total_duration_s - 60) <= 6
 
 
+async def _equals(value: Any, expected: object) -> bool:
+    return bool(await value == expected)
+
+
 def _session_id(msg: StoredMessage) -> str:
     return str((msg.metadata or {})["event_payload"]["session"])
 
@@ -100,8 +106,15 @@ async def test_thread_reply_is_answered_with_attribution(
     assert "Got it" in text and "<@U0BOB>" in text
     session = await app.session(emu.team_id, _session_id(story))
     assert session is not None
-    history = await app.runtime.worker.repo.history(session)  # type: ignore[union-attr]
-    assert [(t.role.value, t.user_id) for t in history] == [("user", "U0BOB"), ("assistant", None)]
+    repo = app.runtime.worker.repo  # type: ignore[union-attr]
+
+    async def turns() -> list[tuple[str, str | None]]:
+        return [(t.role.value, t.user_id) for t in await repo.history(session)]
+
+    # The answer is posted, then its turn committed: await the state, never read it once.
+    await emu.wait_for(
+        lambda: _equals(turns(), [("user", "U0BOB"), ("assistant", None)]), timeout=5
+    )
 
 
 async def test_noise_is_ignored(emu: SlackEmulator, llm: FakeLLM, app: AppUnderTest) -> None:

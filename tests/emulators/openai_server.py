@@ -40,6 +40,7 @@ from tests.emulators.openai_images import (
     image_redo_json,
     storyboard_json,
 )
+from tests.emulators.openai_video import SpeechMixin, VideoJobsMixin
 
 __all__ = ["MODEL_ID", "FakeLLM", "Fault", "FaultKind", "RecordedRequest"]
 
@@ -129,7 +130,7 @@ class _ServerClosing(Exception):
     """Raised inside a handler that was waiting when ``stop()`` was called."""
 
 
-class FakeLLM(ImageGenerationMixin):
+class FakeLLM(ImageGenerationMixin, VideoJobsMixin, SpeechMixin):
     """Deterministic, pace-able, fault-injectable OpenAI chat-completions server.
 
     Only chat-completions requests are recorded in ``requests`` and
@@ -137,7 +138,9 @@ class FakeLLM(ImageGenerationMixin):
     rejected or faulted), so ``len(llm.requests)`` counts the app's LLM calls. Image
     generations (``POST /v1/images/generations``, see ``openai_images``) have their own
     log, ``image_requests``, fault queue and ``image_latency``, so paid image calls are
-    counted apart from chat calls.
+    counted apart from chat calls. Video jobs (``/v1/videos``) and speech
+    (``POST /v1/audio/speech``), see ``openai_video``, likewise keep their own logs
+    (``video_creates``, ``speech_requests``, ...), fault queues and pacing.
     """
 
     def __init__(
@@ -147,6 +150,8 @@ class FakeLLM(ImageGenerationMixin):
         *,
         supports_json_schema: bool = True,
         image_latency: float = 0.0,
+        video_queue_s: float = 0.2,
+        video_render_s: float = 0.5,
     ) -> None:
         self.first_token_latency = first_token_latency
         self.tokens_per_second = tokens_per_second
@@ -161,6 +166,8 @@ class FakeLLM(ImageGenerationMixin):
         self._port: int | None = None
         self._closing = asyncio.Event()
         self._init_image_state(image_latency)
+        self._init_video_state(video_queue_s, video_render_s)
+        self._init_speech_state()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -173,6 +180,12 @@ class FakeLLM(ImageGenerationMixin):
         app.router.add_get("/v1/models", self._handle_models)
         app.router.add_post("/v1/chat/completions", self._handle_chat_completions)
         app.router.add_post("/v1/images/generations", self._handle_image_generations)
+        app.router.add_post("/v1/videos", self._handle_video_create)
+        app.router.add_get("/v1/videos", self._handle_video_list)
+        app.router.add_get("/v1/videos/{video_id}", self._handle_video_get)
+        app.router.add_delete("/v1/videos/{video_id}", self._handle_video_delete)
+        app.router.add_get("/v1/videos/{video_id}/content", self._handle_video_content)
+        app.router.add_post("/v1/audio/speech", self._handle_speech)
         # handler_cancellation: when a client gives up (timeout), stop working on its
         # request like a real server would, instead of finishing into a dead socket.
         # A short shutdown_timeout keeps stop() fast even if something still runs.

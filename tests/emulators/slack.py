@@ -309,6 +309,7 @@ class SlackEmulator:
             "users.info": self._users_info,
             GET_UPLOAD_URL: self.uploads.get_upload_url_external,
             COMPLETE_UPLOAD: self.uploads.complete_upload_external,
+            "files.info": self.uploads.files_info,
         }
 
     # =========================================================================================

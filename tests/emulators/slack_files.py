@@ -400,6 +400,17 @@ class FileUploads:
         event["display_as_bot"] = False
         return event
 
+    # -- files.info ---------------------------------------------------------------------------
+
+    def files_info(self, params: JSON) -> JSON:
+        """``files.info?file=F…`` (files:read): the file object, for its ``url_private``."""
+        file_id = str(params.get("file") or "")
+        record = self.files.get(file_id)
+        if record is None or not record.completed:
+            raise ApiError("file_not_found")
+        emu = self._emu
+        return {"file": record.to_api(team_id=emu.team_id, base_url=emu.base_url)}
+
     # -- GET url_private ----------------------------------------------------------------------
 
     async def handle_download(self, request: web.Request) -> web.StreamResponse:

@@ -42,3 +42,10 @@ def test_compose_redis_persists_and_never_evicts() -> None:
     app = compose["services"]["app"]
     assert app["environment"]["REDIS_URL"].startswith("redis://redis:")
     assert "redis-data" in compose["volumes"]
+
+
+def test_the_image_has_ffmpeg_for_the_video_stage() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert "apt-get install -y --no-install-recommends ffmpeg" in text
+    assert "rm -rf /var/lib/apt/lists/*" in text
+    assert "ffmpeg" in (ROOT / ".ci" / "bootstrap").read_text()

@@ -23,6 +23,7 @@ from bot.pipeline.transitions import (
     Note,
     Op,
     Refuse,
+    Stop,
     decide,
 )
 
@@ -66,6 +67,10 @@ def expected(stage: Stage, status: Status, version: int, act: Act) -> type[Decis
         return Answer
     if not available or status in (Status.QUEUED, Status.UNPOSTABLE):
         return Refuse
+    if stage is Stage.VIDEO:
+        return expected_video(status, version, act)
+    if act in (Act.CONFIRM, Act.CANCEL):
+        return Refuse
     if status in (Status.STARTING, Status.GENERATING, Status.REGENERATING):
         return Refuse
     if act is Act.RETRY:
@@ -79,9 +84,27 @@ def expected(stage: Stage, status: Status, version: int, act: Act) -> type[Decis
     return Generate
 
 
+def expected_video(status: Status, version: int, act: Act) -> type[Decision] | None:
+    busy = (Status.STARTING, Status.GENERATING, Status.REGENERATING)
+    if act is Act.CONFIRM:
+        return Generate if status is Status.AWAITING_CONFIRMATION else Refuse
+    if act is Act.CANCEL:
+        return Stop if status in (Status.AWAITING_CONFIRMATION, *busy) else Refuse
+    if status in busy:
+        return Refuse
+    if act is Act.RETRY:
+        return Generate if status in (Status.FAILED, Status.CANCELLED) else Refuse
+    if version == 0 or status not in (Status.AWAITING_REVIEW, Status.FAILED):
+        return Refuse
+    return Advance if act is Act.APPROVE else Generate
+
+
 CASES = list(
     itertools.product(
-        [*Stage], [*Status], [0, 2], [Act.APPROVE, Act.REGENERATE, Act.REDO, Act.RETRY, Act.REPLY]
+        [*Stage],
+        [*Status],
+        [0, 2],
+        [Act.APPROVE, Act.REGENERATE, Act.REDO, Act.RETRY, Act.REPLY, Act.CONFIRM, Act.CANCEL],
     )
 )
 
@@ -90,7 +113,7 @@ CASES = list(
 def test_every_stage_status_and_trigger_has_its_decision(
     stage: Stage, status: Status, version: int, act: Act
 ) -> None:
-    s = session(stage, status, version, failed_op="regenerate")
+    s = session(stage, status, version, failed_op="regenerate", plan=version)
     event = Event(act, OWNER, stage=None if act is Act.REPLY else stage, version=version, item=1)
     d = decide(s, event, may_approve=True, items=3)
     want = expected(stage, status, version, act)
@@ -102,9 +125,12 @@ def test_every_stage_status_and_trigger_has_its_decision(
     if isinstance(d, Advance):
         assert d.stage is stage and d.version == version and d.to is next_stage(stage)
         found = definition(d.to)
-        assert d.to_status is (
-            Status.GENERATING if found is not None and found.available else Status.QUEUED
-        )
+        if d.to is Stage.COMPLETE:
+            assert d.to_status is Status.DONE
+        else:
+            assert d.to_status is (
+                Status.GENERATING if found is not None and found.available else Status.QUEUED
+            )
 
 
 def test_approval_moves_story_to_images_and_storyboard_to_a_queued_video() -> None:
