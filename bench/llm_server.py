@@ -87,10 +87,14 @@ class RecordingLLM(FakeLLM):
         self.prompt_tokens_log.clear()
         self.story_requests_served = 0
         self.image_requests.clear()
+        self.video_creates.clear()
+        self.speech_requests.clear()
 
 
 async def serve() -> None:
     llm = RecordingLLM(first_token_latency=0.0, tokens_per_second=None)
+    # Video jobs scaled down from minutes: 0.2 s queued, 1 s rendering.
+    llm.video_queue_s, llm.video_render_s, llm.video_poll_after_ms = 0.2, 1.0, 200
     await llm.start()
 
     async def stats(_request: web.Request) -> web.Response:
@@ -100,6 +104,8 @@ async def serve() -> None:
                 "requests": len(llm.requests),
                 "image_requests": len(llm.image_requests),
                 "images": llm.images_generated,
+                "video_creates": len(llm.video_creates),
+                "speech_requests": len(llm.speech_requests),
             }
         )
 

@@ -242,7 +242,7 @@ def _render_stages(data: Any) -> list[str]:
     kinds = data.get("redis_bytes_by_kind") or {}
     return [
         "",
-        "### Stages: story → reference images → storyboard",
+        "### Stages: story → reference images → storyboard → video",
         "",
         f"{data.get('completed')}/{data.get('sessions')} concurrent sessions "
         f"({data.get('script')}) in {_f(data.get('wall_s'))} s.",
@@ -258,17 +258,36 @@ def _render_stages(data: Any) -> list[str]:
                         data.get("image_calls_per_session"),
                     ],
                     ["images returned", data.get("images_made_per_session")],
-                    ["cost through storyboard (USD, from usage)", data.get("cost_usd_per_session")],
+                    [
+                        "cost of the whole session (USD, from usage)",
+                        data.get("cost_usd_per_session"),
+                    ],
+                    ["paid video jobs (one per planned clip)", data.get("video_calls_per_session")],
+                    ["speech calls (the voice-over)", data.get("speech_calls_per_session")],
+                    ["cost per finished video (USD)", data.get("cost_usd_per_video")],
+                    [
+                        "Confirm → video shown (s), by concurrent sessions",
+                        ", ".join(
+                            f"{k}: {v.get('confirm_to_video_s')} s"
+                            for k, v in (data.get("by_sessions") or {}).items()
+                        ),
+                    ],
                     [
                         "Redis bytes (every key of the session, bound 64 KB)",
                         f"{data.get('redis_bytes_per_session')} "
                         f"(max {data.get('redis_bytes_max')})",
                     ],
                     [
-                        "seconds: story / images v1 / storyboard v1 / whole script",
+                        "seconds: story / images v1 / storyboard v1 / Confirm → video / all",
                         " / ".join(
                             str(seconds.get(k))
-                            for k in ("story", "images_v1", "storyboard_v1", "total")
+                            for k in (
+                                "story",
+                                "images_v1",
+                                "storyboard_v1",
+                                "confirm_to_video",
+                                "total",
+                            )
                         ),
                     ],
                     ["Redis bytes by kind", ", ".join(f"{k} {v}" for k, v in kinds.items())],

@@ -356,13 +356,23 @@ async def _intake_probe(
 
 
 async def phase_stages_of(ctx: Ctx) -> dict[str, Any]:
-    return await phase_stages(
-        ctx.llm,
-        ctx.redis.url,
-        sessions=ctx.args.stages_sessions,
-        log_dir=ctx.log_dir,
-        extra_env=ctx.extra_env,
-    )
+    """The stages script at 1 session (alone) and at ``--stages-sessions`` at once."""
+    env = {"STORYLOOP_VIDEO_SIZE": "640x360", **ctx.extra_env}
+    runs = sorted({1, ctx.args.stages_sessions})
+    results = [
+        await phase_stages(ctx.llm, ctx.redis.url, sessions=n, log_dir=ctx.log_dir, extra_env=env)
+        for n in runs
+    ]
+    main = dict(results[-1])
+    main["by_sessions"] = {
+        str(r["sessions"]): {
+            "completed": r["completed"],
+            "cost_usd_per_video": r.get("cost_usd_per_video"),
+            "confirm_to_video_s": (r.get("seconds") or {}).get("confirm_to_video"),
+        }
+        for r in results
+    }
+    return main
 
 
 async def phase_redis(ctx: Ctx) -> dict[str, Any]:

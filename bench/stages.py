@@ -1,11 +1,13 @@
-"""The stages phase: sessions driven from the story through reference images and storyboard.
+"""The stages phase: sessions driven from the story through images, storyboard and video.
 
 Each session: ``/story`` → Approve → images v1 → a reply about image 2 → Redo image 2 (v2) →
-"regenerate the images" (v3) → Approve → storyboard v1 → Approve (video: not available). That is
-4 + 1 + 4 = 9 images requested by the user, so paid calls per session must be 9. The figures:
-paid calls per session (counted by the image emulator), cost per session (the session's
-``spent_usd``), Redis bytes per session (``MEMORY USAGE`` of every key the session owns) against
-the 64 KB bound, Slack calls per session, and the time each stage took.
+"regenerate the images" (v3) → Approve → storyboard v1 → Approve → the video plan → Confirm →
+video v1 → Approve (complete). That is 4 + 1 + 4 = 9 images requested by the user, so paid
+image calls per session must be 9, and one video job per planned clip. The figures: paid calls
+(counted by the emulators), cost through the storyboard and per finished video, Redis bytes per
+session through the storyboard (``MEMORY USAGE`` of every key the session owns, measured before
+the video) against the 64 KB bound, Slack calls, and the time from Confirm to the video shown.
+The emulator's video jobs are scaled down (0.2 s queued, 1 s rendering).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from bench.load import channel_for, prompt_for, user_for
 from bench.metrics import key_category
 from bench.observe import BenchEmulator
 from bench.procs import start_storyloop
+from bot.pipeline.artifacts import VideoVersion
 from bot.pipeline.models import Session, Stage
 from bot.slack.actions import StageButtonValue
 from storage import keys
@@ -76,7 +79,21 @@ async def one_session(emu: BenchEmulator, index: int, timeout: float) -> dict[st
     board = await _wait(emu, channel, "storyboard:v1:p", timeout)
     marks["storyboard_v1"] = time.monotonic() - t0
     await emu.click(board, "story_approve", user=user)
-    await emu.wait_for(lambda: by_slot(emu, "collected", channel=channel), timeout=timeout)
+    plan = await emu.wait_for(
+        lambda: [
+            m
+            for m in by_slot(emu, "video:plan:1", channel=channel)
+            if "video_confirm" in action_ids(m)
+        ],
+        timeout=timeout,
+    )
+    marks["through_storyboard"] = time.monotonic() - start
+    t0 = time.monotonic()
+    await emu.click(plan[0], "video_confirm", user=user)
+    video = await _wait(emu, channel, "video:v1", timeout)
+    marks["confirm_to_video"] = time.monotonic() - t0
+    await emu.click(video, "story_approve", user=user)
+    await emu.wait_for(lambda: by_slot(emu, "complete", channel=channel), timeout=timeout)
     marks["total"] = time.monotonic() - start
     return {"index": index, "session": sid, "channel": channel, "seconds": marks}
 
@@ -136,7 +153,17 @@ async def phase_stages(
             s = Session.model_validate_json(raw) if raw else None
             size, by_kind = await session_bytes(redis, r["session"], r["channel"])
             kinds.update(by_kind)
-            per.append({**r, "spent_usd": s.spent_usd if s else None, "redis_bytes": size})
+            video_raw = await redis.hget(keys.versions(emu.team_id, r["session"]), "video:1")
+            video = VideoVersion.model_validate_json(video_raw) if video_raw else None
+            spent = s.spent_usd if s else 0.0
+            per.append(
+                {
+                    **r,
+                    "spent_usd": spent,
+                    "video_usd": video.cost_usd if video else None,
+                    "redis_bytes": size,
+                }
+            )
         calls: dict[str, int] = {}
         for call in emu.calls:
             calls[call.method] = calls.get(call.method, 0) + 1
@@ -153,6 +180,9 @@ async def phase_stages(
             "image_calls_per_session": round(int(stats.get("image_requests", 0)) / n, 2),
             "images_made_per_session": round(int(stats.get("images", 0)) / n, 2),
             "cost_usd_per_session": round(sum(p["spent_usd"] or 0 for p in per) / n, 4),
+            "cost_usd_per_video": round(sum(p["video_usd"] or 0 for p in per) / n, 4),
+            "video_calls_per_session": round(int(stats.get("video_creates", 0)) / n, 2),
+            "speech_calls_per_session": round(int(stats.get("speech_requests", 0)) / n, 2),
             "redis_bytes_per_session": round(sum(bytes_) / n),
             "redis_bytes_max": max(bytes_, default=0),
             "redis_bytes_bound": BYTES_BOUND,
@@ -160,7 +190,14 @@ async def phase_stages(
             "slack_calls_per_session": {k: round(v / n, 1) for k, v in sorted(calls.items())},
             "seconds": {
                 k: round(sum(p["seconds"][k] for p in per) / n, 2)
-                for k in ("story", "images_v1", "storyboard_v1", "total")
+                for k in (
+                    "story",
+                    "images_v1",
+                    "storyboard_v1",
+                    "through_storyboard",
+                    "confirm_to_video",
+                    "total",
+                )
             }
             if per
             else {},

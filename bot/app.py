@@ -25,6 +25,8 @@ from bot.jobs.flows import Flows
 from bot.jobs.worker import Worker
 from bot.llm.client import LLMClient
 from bot.media.images import ImageClient
+from bot.media.speech import SpeechClient
+from bot.media.video import OpenAIVideoJobs
 from bot.services import HandlerServices
 from bot.slack.gateway import SlackGateway
 from bot.slack.uploads import Uploads
@@ -71,11 +73,13 @@ class Runtime:
     http: aiohttp.ClientSession
     identity: BotIdentity
     images: ImageClient
+    speech: SpeechClient
     eager: EagerLane | None = None
 
     async def close(self) -> None:
         await self.llm.close()
         await self.images.close()
+        await self.speech.close()
         await self.redis.aclose()
         await self.http.close()
 
@@ -127,6 +131,27 @@ def image_client(settings: Settings) -> ImageClient:
     )
 
 
+def video_provider(settings: Settings, http: aiohttp.ClientSession) -> OpenAIVideoJobs:
+    return OpenAIVideoJobs(
+        base_url=settings.video_url,
+        api_key=settings.video_key,
+        model=settings.video_model,
+        size=settings.video_size,
+        supported_seconds=settings.video_lengths,
+        session=http,
+    )
+
+
+def speech_client(settings: Settings) -> SpeechClient:
+    return SpeechClient(
+        base_url=settings.openai_base_url,
+        api_key=settings.openai_api_key.get_secret_value(),
+        model=settings.speech_model,
+        voice=settings.speech_voice,
+        timeout_s=120.0,
+    )
+
+
 def build_app(
     settings: Settings,
     services: HandlerServices,
@@ -172,6 +197,7 @@ def build_runtime(settings: Settings, redis_url: str, *, partner_pid: int | None
     )
     crash = CrashPoints(settings.crash_point, partner=partner_pid)
     images = image_client(settings)
+    speech = speech_client(settings)
     gateway = SlackGateway(client, repo)
     ctx = FlowContext(
         settings=settings,
@@ -182,6 +208,8 @@ def build_runtime(settings: Settings, redis_url: str, *, partner_pid: int | None
         images=images,
         uploads=Uploads(gateway, http),
         spool=Path(settings.data_dir) / "spool",
+        video=video_provider(settings, http),
+        speech=speech,
     )
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     flows = Flows(ctx)
@@ -196,4 +224,4 @@ def build_runtime(settings: Settings, redis_url: str, *, partner_pid: int | None
     eager = EagerLane(flows, lease_s=settings.lease_s) if settings.eager else None
     services = HandlerServices(settings=settings, intake=intake, crash=crash, eager=eager)
     app = build_app(settings, services, client, identity)
-    return Runtime(settings, redis, app, worker, llm, client, http, identity, images, eager)
+    return Runtime(settings, redis, app, worker, llm, client, http, identity, images, speech, eager)

@@ -1,4 +1,5 @@
-"""`storyloop check`: is the configuration good, and can we reach Slack, Redis and the LLM?"""
+"""`storyloop check`: is the configuration good, and can we reach Slack, Redis, the LLM and the
+image endpoint, and is ffmpeg installed?"""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 from bot.app import image_client, web_client
 from bot.config import Settings
 from bot.llm.client import LLMClient
+from bot.media import ffmpeg
 from storage.connection import connect
 
 
@@ -57,11 +59,27 @@ async def _images(settings: Settings) -> str:
         await images.close()
 
 
+async def _ffmpeg(settings: Settings) -> str:
+    """ffmpeg joins the video's clips and mixes the voice-over."""
+    found = ffmpeg.version()
+    if found is None:
+        raise RuntimeError(
+            "ffmpeg is not installed (apt-get install ffmpeg; .ci/bootstrap does it)"
+        )
+    return f"ok — {found}"
+
+
 async def run_checks(settings: Settings) -> int:
     mode = "Socket Mode" if settings.socket_mode else f"HTTP mode on :{settings.port}"
     print(f"configuration: ok — {mode}, model {settings.model}")
     failed = 0
-    for name, probe in (("slack", _slack), ("redis", _redis), ("llm", _llm), ("images", _images)):
+    for name, probe in (
+        ("slack", _slack),
+        ("redis", _redis),
+        ("llm", _llm),
+        ("images", _images),
+        ("ffmpeg", _ffmpeg),
+    ):
         try:
             result = await asyncio.wait_for(probe(settings), timeout=15)
         except Exception as exc:

@@ -18,6 +18,11 @@ POINTS = (
     "after_image",  # an image came back and is spooled; not yet uploaded
     "after_upload",  # an image is in the thread; its set's review message not yet posted
     "after_storyboard_llm",  # the storyboard's shot list came back; nothing committed yet
+    "video_created",  # the provider accepted a clip; its job id isn't recorded yet
+    "after_video_id",  # a clip's job id is recorded; polling not started
+    "mid_poll",  # a clip is being polled
+    "after_video_download",  # a clip's bytes are spooled; not yet uploaded
+    "after_video_upload",  # the video is in the thread; its review message isn't
 )
 STAGE_POINTS = POINTS[6:]  # reached only in the later stages (tests/chaos/test_stage_crashes.py)
 

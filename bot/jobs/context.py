@@ -17,6 +17,8 @@ from bot.config import Settings
 from bot.crashpoints import CrashPoints
 from bot.jobs.model import Job
 from bot.jobs.ports import Chat, FileSharer, ImageMaker, JobStore, Writer
+from bot.media.speech import SpeechMaker
+from bot.media.video import VideoProvider
 from bot.pipeline.models import Session, Stage
 from bot.pipeline.pricing import ImagePrices
 from storage.repository import Writes
@@ -35,6 +37,8 @@ class FlowContext:
     images: ImageMaker  # production: bot.media.images.ImageClient
     uploads: FileSharer  # production: bot.slack.uploads.Uploads
     spool: Path
+    video: VideoProvider  # production: bot.media.video.OpenAIVideoJobs
+    speech: SpeechMaker  # production: bot.media.speech.SpeechClient
     clock: Callable[[], float] = field(default=time.time)
     # Each stage's job-side part (bot/jobs/stages), filled in by ``Flows``.
     stages: dict[Stage, StageWork] = field(default_factory=dict)

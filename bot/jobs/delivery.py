@@ -7,6 +7,7 @@ re-delivered after a crash replays exactly those and nothing else.
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 from bot.jobs.context import FlowContext
 from bot.jobs.model import Deferred, Job
@@ -57,8 +58,10 @@ async def _step(ctx: FlowContext, job: Job, s: Session, step: str) -> Session:
                 thread_ts=s.thread_ts,
                 recover=job.recover,
             )
-    elif kind in ("approved", "review", "progress", "failure", "notice", "collected"):
+    elif kind in ("approved", "review", "progress", "failure", "notice", "collected", "complete"):
         s = await _stage_step(ctx, job, s, step)
+    elif kind in ("plan", "cancelled") and Stage.VIDEO in ctx.stages:
+        s = await ctx.stages[Stage.VIDEO].step(job, s, step)
     return s
 
 
@@ -97,18 +100,25 @@ async def _stage_step(ctx: FlowContext, job: Job, s: Session, step: str) -> Sess
             recover=job.recover,
         )
     elif kind == "failure" and s.failure:
-        await gw.post_once(
-            s,
-            f"fail:{job.id}",
-            blocks.stage_failure(s, s.failure, stage=stage, retry_version=s.version),
-            thread_ts=s.thread_ts,
-            recover=job.recover,
+        failure = (
+            blocks.video_failure(s, s.failure, retry_plan=s.plan)
+            if stage is Stage.VIDEO
+            else blocks.stage_failure(s, s.failure, stage=stage, retry_version=s.version)
         )
+        await gw.post_once(s, f"fail:{job.id}", failure, thread_ts=s.thread_ts, recover=job.recover)
     elif kind == "collected":
         await gw.post_once(
             s,
             "collected",
             blocks.collected(s, await collected_links(ctx, s)),
+            thread_ts=s.thread_ts,
+            recover=job.recover,
+        )
+    elif kind == "complete":
+        await gw.post_once(
+            s,
+            "complete",
+            blocks.session_complete(s, await collected_links(ctx, s)),
             thread_ts=s.thread_ts,
             recover=job.recover,
         )
@@ -123,6 +133,13 @@ async def _progress_done(ctx: FlowContext, s: Session, stage: Stage, n: int) -> 
         made = sum(1 for i in version.images if i.outcome is ImageOutcome.MADE and i.made_in == n)
         remade = sum(1 for i in version.images if i.made_in == n)
         return blocks.images_progress_done(n, made=made, total=remade)
+    if stage is Stage.VIDEO:
+        ended: Literal["done", "cancelled", "failed"] = "done"
+        if s.status is Status.CANCELLED:
+            ended = "cancelled"
+        elif s.status is Status.FAILED:
+            ended = "failed"
+        return blocks.video_progress_done(n, state=ended, spent_usd=s.spent_usd)
     return blocks.storyboard_progress_done(n)
 
 
@@ -137,9 +154,12 @@ async def collected_links(ctx: FlowContext, s: Session) -> list[tuple[str, str |
             count = len(version.images) if version else 0
             label = f"Reference images v{approval.version} — {count} files"
             slot = f"{approval.stage}:v{approval.version}"
-        else:
+        elif approval.stage is Stage.STORYBOARD:
             label = f"Storyboard v{approval.version} — storyboard-v{approval.version}.md"
             slot = f"{approval.stage}:v{approval.version}:p1"
+        else:
+            label = f"Video v{approval.version} — video-v{approval.version}.mp4"
+            slot = f"{approval.stage}:v{approval.version}"
         ts = await ctx.repo.message_ts(s, slot)
         links.append((label, await ctx.gateway.permalink(s, ts) if ts else None))
     return links

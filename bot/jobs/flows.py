@@ -16,6 +16,7 @@ from bot.jobs.delivery import deliver
 from bot.jobs.generation import fail
 from bot.jobs.model import Deferred, Job
 from bot.jobs.stages.base import fail_stage
+from bot.jobs.stages.video import VideoStage
 from bot.llm.client import LLMError
 from bot.pipeline import prompts, stage_prompts
 from bot.pipeline import review as say
@@ -31,11 +32,14 @@ from bot.pipeline.transitions import (
     Note,
     Op,
     Refuse,
+    Stop,
     decide,
 )
 from bot.pipeline.triggers import (
     Approve,
+    Cancel,
     Click,
+    Confirm,
     Feedback,
     Redo,
     Regenerate,
@@ -54,6 +58,8 @@ _ACTS = {
     TriggerKind.REGENERATE: Act.REGENERATE,
     TriggerKind.RETRY: Act.RETRY,
     TriggerKind.REDO: Act.REDO,
+    TriggerKind.CONFIRM: Act.CONFIRM,
+    TriggerKind.CANCEL: Act.CANCEL,
 }
 
 
@@ -99,19 +105,22 @@ class Flows:
             op = Op.REGENERATE if s.status is Status.REGENERATING else Op.GENERATE
             if s.active_item is not None:
                 op = Op.REDO
+            if s.active_op in set(Op):
+                op = Op(s.active_op)
             await self.ctx.stages[s.stage].generate(job, s, op, s.active_item)
             return True
         return False
 
     async def carry_out(self, job: Job, s: Session, d: Generate) -> None:
         """Start a generation the state table decided on, under this job."""
-        status = Status.GENERATING if d.op is Op.GENERATE else Status.REGENERATING
+        status = Status.REGENERATING if d.op in (Op.REGENERATE, Op.REDO) else Status.GENERATING
         s = await self.ctx.commit(
             job,
             s,
             status=status,
             active_job=job.id,
             active_item=d.item,
+            active_op=d.op.value,
             failure=None,
             failed_op=None,
             failed_item=None,
@@ -287,6 +296,8 @@ class Flows:
             return
         if await self.resume_if_mine(job, s):
             return
+        if isinstance(t, Cancel) and await ctx.repo.done(job.id) is not None:
+            return  # the render it stopped already showed the cancellation for it
         work = ctx.stages.get(s.stage)
         count, missing = await work.items(s) if work is not None else (0, ())
         event = Event(
@@ -309,6 +320,10 @@ class Flows:
             await self.advance(job, t, s, d)
         elif isinstance(d, Generate):
             await self.carry_out(job, s, d)
+        elif isinstance(d, Stop):
+            video = ctx.stages[Stage.VIDEO]
+            assert isinstance(video, VideoStage)
+            await video.stop(job, s, by=t.user_id, cancel_job=job.id)
 
     async def advance(self, job: Job, t: Click, s: Session, d: Advance) -> None:
         """Approve a stage: record who, when and which version; move on to the next stage."""
@@ -320,7 +335,7 @@ class Flows:
         # it); the approved version losing its buttons and the card follow.
         steps = _approval_steps(approval)
         if not generating:
-            steps.append("collected")
+            steps.append("complete" if d.to is Stage.COMPLETE else "collected")
         writes = Writes()
         if not generating:
             writes.mark_done(job.id, {"team": s.team_id, "session": s.id, "deliver": steps})
@@ -376,7 +391,7 @@ class Flows:
                     msg=blocks.ephemeral(reason),
                     thread_ts=s.thread_ts,
                 )
-        elif isinstance(t, Approve | Regenerate | Retry | Redo):
+        elif isinstance(t, Approve | Regenerate | Retry | Redo | Confirm | Cancel):
             await self.refuse(job, t, reason)
             return
         elif isinstance(t, StartSession):

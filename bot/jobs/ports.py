@@ -100,6 +100,14 @@ class SessionStore(Protocol):
         record when they post."""
         ...
 
+    async def record_message(self, session: Session, slot: str, ts: str) -> str:
+        """Record a slot's ts (or file id) unless one was recorded first; returns the winner."""
+        ...
+
+    async def cancel_requested(self, session: Session) -> dict[str, str] | None:
+        """A Cancel click recorded at intake while a render holds the session."""
+        ...
+
     async def holds(self, team_id: str, session_id: str, token: int) -> bool:
         """Is the lease still ``token``'s? Checked before edits a stale worker must not make."""
         ...
@@ -244,3 +252,7 @@ class FileSharer(Protocol):
         thread_ts: str,
         comment: str | None = None,
     ) -> str: ...
+
+    async def fetch(self, file_id: str) -> bytes:
+        """A file's bytes back from Slack (a reference image, a kept clip)."""
+        ...

@@ -155,6 +155,7 @@ class Session(BaseModel):
     rev: int = 0
     version: int = 0  # current version of the current stage (0 = none yet)
     plan: int = 0  # video: the newest cost plan shown for confirmation (0 = none)
+    cancelled_by: str | None = None  # video: who cancelled the plan or the render
     thread_ts: str | None = None  # ts of the session card (root of the thread)
     story_message_ts: str | None = None  # the story message, edited in place
     extra_message_ts: tuple[str, ...] = ()  # continuation messages of a long story
@@ -162,6 +163,7 @@ class Session(BaseModel):
     incorporated_until: int = 0  # history turns [0, incorporated_until) are in a version
     active_job: str | None = None  # the job that owns the running generation or approval
     active_item: int | None = None  # the running generation is a Redo of this item
+    active_op: str | None = None  # what the running generation does (transitions.Op)
     stage_started_turn: int = 0  # history turns from here on were made in the current stage
     requested_changes: tuple[str, ...] = ()  # bounded running list of changes asked for
     approvals: tuple[Approval, ...] = ()  # every stage approved so far, in order

@@ -63,9 +63,10 @@ REGISTRY: tuple[StageDef, ...] = (
         label="Video",
         artifact="the video",
         title="Video",
-        available=False,
+        available=True,
         paid=True,
         in_place=False,
+        item="scene",
         next=Stage.COMPLETE,
     ),
 )

@@ -4,10 +4,10 @@ No client, no I/O, no LLM: the job that delivers a message decides *when*, these
 so every screen is unit-tested against Slack's limits and escaping rules. User- and LLM-written
 text is always escaped here; the only live control sequences in the output are the mentions the
 builders put there on purpose. The story message, which can outgrow one Slack message, lives in
-``story_blocks``, the later stages' screens (images, storyboard) in ``stage_blocks``; both are
-re-exported, so callers import ``bot.slack.blocks`` only. Stage words (labels, titles, what
-a stage makes) come from ``bot.pipeline.stages``; this layer adds only its voice
-(:data:`STAGE_DOING`).
+``story_blocks``, the images' and storyboard's screens in ``stage_blocks``, the video's (plan,
+render, review, the end of the session) in ``video_blocks``; all are re-exported, so callers
+import ``bot.slack.blocks`` only. Stage words (labels, titles, what a stage makes) come from
+``bot.pipeline.stages``; this layer adds only its voice (:data:`STAGE_DOING`).
 """
 
 from __future__ import annotations
@@ -72,6 +72,18 @@ from bot.slack.story_blocks import (
     section,
     story_messages,
 )
+from bot.slack.video_blocks import (
+    ClipProgress,
+    PlanState,
+    RenderOutcome,
+    session_complete,
+    video_cancelled,
+    video_failure,
+    video_plan,
+    video_progress,
+    video_progress_done,
+    video_review,
+)
 
 __all__ = [
     "BUTTON_TEXT_MAX_CHARS",
@@ -82,7 +94,10 @@ __all__ = [
     "SECTION_MAX_CHARS",
     "STAGE_DOING",
     "Block",
+    "ClipProgress",
     "Doing",
+    "PlanState",
+    "RenderOutcome",
     "Rendered",
     "ReviewState",
     "StoryState",
@@ -101,6 +116,7 @@ __all__ = [
     "images_review",
     "safe_url",
     "session_card",
+    "session_complete",
     "stage_failure",
     "stage_title",
     "stage_updated_notice",
@@ -114,6 +130,12 @@ __all__ = [
     "storyboard_progress_done",
     "unavailable_title",
     "usd",
+    "video_cancelled",
+    "video_failure",
+    "video_plan",
+    "video_progress",
+    "video_progress_done",
+    "video_review",
 ]
 
 PROMPT_EXCERPT_CHARS = 300
@@ -130,6 +152,9 @@ class Doing:
     emoji: str
     verb: str
     plural: bool = False  # "Reference images v2 are awaiting review"
+    # What the stage does first once the one before it is approved, when that isn't ``verb``:
+    # the video is planned (its cost shown for confirmation) before anything is made.
+    starts: str | None = None
 
 
 # One entry per registry stage (a unit test checks it); an unknown stage gets _DEFAULT_DOING.
@@ -137,7 +162,7 @@ STAGE_DOING: Mapping[Stage, Doing] = {
     Stage.STORY: Doing("✍️", "Writing"),
     Stage.REFERENCE_IMAGE: Doing("🎨", "Making", plural=True),
     Stage.STORYBOARD: Doing("🎬", "Drafting"),
-    Stage.VIDEO: Doing("🎞️", "Making"),
+    Stage.VIDEO: Doing("🎞️", "Making", starts="Planning"),
 }
 _DEFAULT_DOING = Doing("⏳", "Making")
 _IN_PROGRESS = {Status.STARTING, Status.GENERATING, Status.REGENERATING, Status.AWAITING_REVIEW}
@@ -165,7 +190,10 @@ def session_card(session: Session) -> Rendered:
             lines.append(
                 f"{stage_def.title} v{approval.version} approved by {mention(approval.user_id)}"
             )
-    if session.estimate_usd is not None:
+    # A plan waiting for confirmation states its estimate in the status line; a cancelled one
+    # has nothing under way to estimate.
+    waiting = session.status in (Status.AWAITING_CONFIRMATION, Status.CANCELLED)
+    if session.estimate_usd is not None and not waiting:
         lines.append(f"💵 Estimated {usd(session.estimate_usd)} for this generation")
     if session.spent_usd > 0:
         lines.append(f"💵 Spent so far: {usd(session.spent_usd)}")
@@ -187,6 +215,10 @@ def _stage_tracker(session: Session) -> str:
             parts.append(f"{label} ⏳")
         elif session.status is Status.FAILED:
             parts.append(f"{label} ⚠️")
+        elif session.status is Status.AWAITING_CONFIRMATION:
+            parts.append(f"{label} 💵")
+        elif session.status is Status.CANCELLED:
+            parts.append(f"{label} 🚫")
         elif session.status is Status.QUEUED:
             parts.append(f"{label} (not available yet)")
         else:
@@ -198,7 +230,7 @@ def _status_line(session: Session) -> str | None:
     """The current stage's state in plain words; a stage this version can't make says so."""
     stage_def = definition(session.stage)
     if stage_def is None:
-        return "✅ Complete"
+        return "🎉 Complete"
     doing = STAGE_DOING.get(session.stage, _DEFAULT_DOING)
     status = session.status
     if status is Status.STARTING:
@@ -214,6 +246,11 @@ def _status_line(session: Session) -> str | None:
     if status is Status.FAILED:
         reason = escape(truncate(one_line(session.failure or "Generation failed"), 300))
         return f"⚠️ {reason} — Retry is offered in the thread"
+    if status is Status.AWAITING_CONFIRMATION:
+        estimate = f" ≈ {usd(session.estimate_usd)}" if session.estimate_usd is not None else ""
+        return f"💵 {stage_def.title} plan{estimate} is waiting for confirmation in the thread"
+    if status is Status.CANCELLED:
+        return f"🚫 {stage_def.title} cancelled — a new plan is offered in the thread"
     if status is Status.QUEUED:
         return (
             f"{stage_def.title} isn't available in this version of Storyloop yet — "
@@ -264,10 +301,12 @@ def approved_notice(stage: Stage, user_id: str, version: int) -> Rendered:
     text = f"✅ {stage_title(stage)} approved (v{version} by {mention(user_id)})!"
     upcoming = definition(next_stage(stage))
     note: str | None = None
-    if upcoming is not None and upcoming.available:
+    if upcoming is None:
+        text += " The session is complete."
+    elif upcoming.available:
         doing = STAGE_DOING.get(upcoming.stage, _DEFAULT_DOING)
-        text += f" {doing.verb} {upcoming.artifact}…"
-    elif upcoming is not None:
+        text += f" {doing.starts or doing.verb} {upcoming.artifact}…"
+    else:
         note = (
             f"{upcoming.title} isn't available in this version of Storyloop yet — "
             "everything approved so far is collected below."

@@ -38,7 +38,12 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
-from bot.pipeline.artifacts import ImageOutcome, ImageSetVersion, StoryboardVersion
+from bot.pipeline.artifacts import (
+    ImageOutcome,
+    ImageSetVersion,
+    StoryboardVersion,
+    VideoVersion,
+)
 from bot.pipeline.models import Session, Stage, Status, StoryVersion, Turn, TurnRole
 from bot.pipeline.triggers import session_id_for
 from bot.slack.actions import parse_button
@@ -53,8 +58,17 @@ CLICK_KINDS = {
     "story_regenerate": "regenerate",
     "story_retry": "retry",
     "stage_redo": "redo",
+    "video_confirm": "confirm",
+    "video_cancel": "cancel",
 }
-AT_REST = (Status.AWAITING_REVIEW, Status.FAILED, Status.QUEUED)
+AT_REST = (
+    Status.AWAITING_REVIEW,
+    Status.FAILED,
+    Status.QUEUED,
+    Status.AWAITING_CONFIRMATION,
+    Status.CANCELLED,
+    Status.DONE,
+)
 WORKING = (Status.STARTING, Status.GENERATING, Status.REGENERATING)
 
 
@@ -318,6 +332,7 @@ class SessionView:
     slots: dict[str, list[StoredMessage]]
     images: dict[int, ImageSetVersion] = field(default_factory=dict)
     boards: dict[int, StoryboardVersion] = field(default_factory=dict)
+    videos: dict[int, VideoVersion] = field(default_factory=dict)
     # Files the emulator shows in the session's thread, and the file ids the ledger recorded.
     files: list[str] = field(default_factory=list)
 
@@ -326,7 +341,7 @@ class SessionView:
 
     def review(self, stage: Stage, number: int) -> StoredMessage | None:
         """The message a later stage's version is reviewed on (a storyboard's last page)."""
-        if stage is Stage.REFERENCE_IMAGE:
+        if stage in (Stage.REFERENCE_IMAGE, Stage.VIDEO):
             found = self.slot(f"{stage}:v{number}")
             return found[0] if found else None
         page = re.compile(rf"^{stage}:v{number}:p(\d+)$")
@@ -341,6 +356,8 @@ class SessionView:
             return dict(self.images)
         if stage is Stage.STORYBOARD:
             return dict(self.boards)
+        if stage is Stage.VIDEO:
+            return dict(self.videos)
         return dict(self.versions)
 
 
@@ -388,17 +405,19 @@ async def _view(
     versions = {
         int(k): StoryVersion.model_validate_json(v) for k, v in raw_versions.items() if k.isdigit()
     }
-    images, boards = {}, {}
+    images, boards, videos = {}, {}, {}
     for field_name, raw in raw_versions.items():
         stage, _, number = str(field_name).partition(":")
         if stage == Stage.REFERENCE_IMAGE and number.isdigit():
             images[int(number)] = ImageSetVersion.model_validate_json(raw)
         elif stage == Stage.STORYBOARD and number.isdigit():
             boards[int(number)] = StoryboardVersion.model_validate_json(raw)
+        elif stage == Stage.VIDEO and number.isdigit():
+            videos[int(number)] = VideoVersion.model_validate_json(raw)
     raw_history = await redis.lrange(keys.history(s.team_id, s.id), 0, -1)
     history = [Turn.model_validate_json(item) for item in raw_history]
     files = [f.id for f in emu.files_in_thread(s.channel_id, s.thread_ts)] if s.thread_ts else []
-    return SessionView(s, versions, history, slots, images, boards, files)
+    return SessionView(s, versions, history, slots, images, boards, videos, files)
 
 
 async def pending_jobs(redis: Redis) -> int:
@@ -656,6 +675,12 @@ async def _click_effects(
         stories = view.slot("story")
         if failed or (stories and _story_state(stories[0]) == "failed"):
             effect = "failure-with-retry"
+    elif any(st.startswith("cancelled:") for st in steps):
+        cancelled = next(st for st in steps if st.startswith("cancelled:"))
+        effect = "cancelled" if view.slot(cancelled) else None
+    elif any(st.startswith("plan:") for st in steps):
+        plan = next(st for st in steps if st.startswith("plan:"))
+        effect = "video-plan" if view.slot(f"video:{plan}") else None
     elif reviews:
         _, stage, number = reviews[0]
         found = view.review(Stage(stage), int(number))
@@ -762,7 +787,7 @@ def _check_later_stages(view: SessionView, bad: Callable[[str], None]) -> None:
         slot = "approved" if approval.stage is Stage.STORY else f"approved:{approval.stage}"
         if len(view.slot(slot)) != 1:
             bad(f"{len(view.slot(slot))} notices for the {approval.stage} approval")
-    for stage in (Stage.REFERENCE_IMAGE, Stage.STORYBOARD):
+    for stage in (Stage.REFERENCE_IMAGE, Stage.STORYBOARD, Stage.VIDEO):
         versions = view.stage_versions(stage)
         current = s.version_of(stage)
         if sorted(versions) != list(range(1, current + 1)):
@@ -783,10 +808,34 @@ def _check_later_stages(view: SessionView, bad: Callable[[str], None]) -> None:
                 bad(f"image {image.spec.index} of v{number} is not in the thread")
     if len(view.files) != len(set(view.files)):
         bad("a file is shared twice in the thread")
-    if s.status is Status.QUEUED:
-        if s.stage is not Stage.VIDEO or len(s.approvals) != 3:
-            bad(f"queued at {s.stage} with {len(s.approvals)} approvals")
-        if len(view.slot("collected")) != 1:
-            bad(f"{len(view.slot('collected'))} 'everything approved' messages")
+    for number, video in view.videos.items():
+        if video.file_id not in view.files:
+            bad(f"video v{number} is not in the thread")
+    _check_plans(view, bad)
+    if s.status is Status.DONE:
+        if s.stage is not Stage.COMPLETE or len(s.approvals) != 4:
+            bad(f"done at {s.stage} with {len(s.approvals)} approvals")
+        if len(view.slot("complete")) != 1:
+            bad(f"{len(view.slot('complete'))} 'session complete' messages")
+    elif s.status is Status.QUEUED:
+        bad(f"queued at {s.stage}: every stage is built")
     elif s.status is Status.FAILED and not any(slot.startswith("fail:") for slot in view.slots):
         bad(f"{s.stage} failed with no failure message (and Retry) in the thread")
+    elif s.status is Status.CANCELLED and not any(
+        slot.startswith("cancelled:") for slot in view.slots
+    ):
+        bad("cancelled with no message saying so")
+
+
+def _check_plans(view: SessionView, bad: Callable[[str], None]) -> None:
+    """Video plans: each shown once; only the newest one, waiting, can be confirmed."""
+    s = view.session
+    for number in range(1, s.plan + 1):
+        msgs = view.slot(f"video:plan:{number}")
+        if len(msgs) != 1:
+            bad(f"video plan {number} shown {len(msgs)} times")
+            continue
+        live = "video_confirm" in action_ids(msgs[0])
+        should = number == s.plan and s.status is Status.AWAITING_CONFIRMATION
+        if live != should:
+            bad(f"video plan {number} confirm button {'shown' if live else 'missing'}")

@@ -20,8 +20,9 @@ clicks from stale clients — and, between them, faults:
 
 Sessions move through the stages: approving a story starts the reference images (made by the
 OpenAI emulator, uploaded to the Slack emulator), approving those the storyboard, approving that
-the "video isn't available yet" collection. Clicks go to a session's newest review message,
-whatever its stage, and include per-image Redo.
+a video plan, whose confirmation renders the clips (the emulator's video jobs), joins them and
+shows the video; a Cancel stops a plan or a render. Clicks go to a session's newest review
+message, whatever its stage, and include per-image and per-scene Redo.
 
 At the end every fault is healed, the loop waits (bounded) for the system to come to rest and
 runs the checker (``tests/chaos/checker.py``). It prints the seed, the triggers, the faults by
@@ -179,6 +180,8 @@ class FaultLoop:
         self.emu.retry_delays = (1.0, 3.0, 6.0)  # Slack: ~now, 1 min, 5 min
         self.emu.socket_wait = 10.0
         self.llm = FakeLLM(first_token_latency=0.05, tokens_per_second=1500)
+        self.llm.video_queue_s, self.llm.video_render_s = 0.05, 0.3
+        self.llm.video_poll_after_ms = 100
         await self.llm.start()
         self.trace = Trace(self.emu, seed=self.cfg.seed)
         env = chaos_env(
@@ -186,6 +189,7 @@ class FaultLoop:
             self.llm,
             self.proxy.url,
             STORYLOOP_LEASE_SECONDS=str(self.cfg.lease_s),
+            STORYLOOP_VIDEO_SIZE="640x360",
             LOG_LEVEL="INFO",
         )
         self.replicas = Replicas(workdir)
@@ -229,6 +233,13 @@ class FaultLoop:
                 return msg
         return None
 
+    def _plan(self, sid: str) -> StoredMessage | None:
+        """The session's video plan waiting for a confirmation, if any."""
+        for msg in reversed(self.emu.bot_messages()):
+            if session_of(msg) == sid and "video_confirm" in action_ids(msg):
+                return msg
+        return None
+
     def _retry_button(self, sid: str) -> StoredMessage | None:
         for msg in reversed(self.emu.bot_messages()):
             if session_of(msg) == sid and "story_retry" in action_ids(msg):
@@ -242,16 +253,19 @@ class FaultLoop:
         ready = [s for s in sessions if self._card(s.sid) and self._story(s.sid)]
         review = [s for s in ready if self._review(s.sid) is not None]
         retry = [s for s in ready if self._retry_button(s.sid)]
+        plans = [s for s in ready if self._plan(s.sid)]
         options: list[tuple[str, float]] = []
         if len(sessions) < max(3, self.cfg.triggers // 5):
             options.append(("story", 3.0 if len(ready) < 2 else 1.0))
         if ready:
             options += [("reply", 3.0), ("rewrite", 0.5)]
         if review:
-            options += [("regenerate", 1.0), ("approve", 1.5), ("double", 0.7), ("stale", 0.4)]
+            options += [("regenerate", 1.0), ("approve", 2.5), ("double", 0.7), ("stale", 0.4)]
             options.append(("redo", 0.5))
         if retry:
             options.append(("retry", 1.0))
+        if plans:
+            options += [("confirm", 1.5), ("cancel", 0.3)]
         if not options:
             options.append(("story", 1.0))
         names, weights = zip(*options, strict=True)
@@ -304,6 +318,16 @@ class FaultLoop:
             text = rng.choice(REWRITES if action == "rewrite" else FEEDBACK)
             user = rng.choice(TEAMMATES)
             self._spawn(lambda: trace.reply(card, text, user=user))
+            return 1
+        if action in ("confirm", "cancel"):
+            found = [x for x in self.state.sessions if self._plan(x.sid)]
+            chosen = rng.choice(found) if found else None
+            plan = self._plan(chosen.sid) if chosen else None
+            if chosen is None or plan is None:
+                return 0
+            button = "video_confirm" if action == "confirm" else "video_cancel"
+            owner = chosen.owner
+            self._spawn(lambda: trace.click(plan, button, user=owner))
             return 1
         if action == "retry":
             s = self._pick_ready("retry")

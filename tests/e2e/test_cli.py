@@ -61,6 +61,7 @@ async def test_check_reaches_slack_redis_and_llm(
     assert "slack: ok" in out and "redis: ok — persists with AOF" in out and "llm: ok" in out
     # The image endpoint is reached without a paid call (models are listed, nothing generated).
     assert "images: ok" in out and "gpt-image-2" in out
+    assert "ffmpeg: ok — ffmpeg version" in out
     assert llm.image_requests == []
     assert emu.calls_to("auth.test")
     assert emu.bot_token not in out and env["OPENAI_API_KEY"] not in out

@@ -116,17 +116,17 @@ async def test_story_to_images_to_storyboard_and_video_not_yet(
     await emu.wait_for(lambda: refusals(emu, "v1", "v2", "storyboard"))  # a stale click
     await emu.click(board2.ts, "story_approve")
 
-    # 4. Storyboard approved: video isn't available yet, said plainly; everything in one place.
-    collected = (await emu.wait_for(lambda: by_slot(emu, "collected", channel=CHANNEL)))[0]
-    text = block_text(collected)
-    assert "Story v1" in text and "Reference images v3" in text and "Storyboard v2" in text
-    assert "isn't available" in text
+    # 4. Storyboard approved: the video's plan and cost, waiting for a confirmation
+    #    (tests/e2e/test_video_flow.py goes on from here).
+    plan = (await emu.wait_for(lambda: by_slot(emu, "video:plan:1", channel=CHANNEL)))[0]
+    assert "Estimated cost" in block_text(plan)
     await emu.wait_for(
-        lambda: "isn't available" in block_text(emu.message(CHANNEL, card.ts)), timeout=5
+        lambda: "waiting for confirmation" in block_text(emu.message(CHANNEL, card.ts)),
+        timeout=5,
     )
     session = await app.session(emu.team_id, sid)
     assert session is not None
-    assert session.stage is Stage.VIDEO and session.status is Status.QUEUED
+    assert session.stage is Stage.VIDEO and session.status is Status.AWAITING_CONFIRMATION
     assert [a.stage for a in session.approvals] == [
         Stage.STORY,
         Stage.REFERENCE_IMAGE,
@@ -134,6 +134,7 @@ async def test_story_to_images_to_storyboard_and_video_not_yet(
     ]
     assert session.spent_usd > 0
     assert llm.images_generated == 9  # nothing paid after the images
+    assert llm.video_creates == []  # nor before a confirmation
     assert emu.unescaped_broadcasts() == []
 
 

@@ -42,7 +42,7 @@ def test_quick_bench_runs_and_prints_figures(tmp_path: Path) -> None:
         "### App memory",
         "### LLM prompt tokens per regeneration",
         "### Scale-out",
-        "### Stages: story → reference images → storyboard",
+        "### Stages: story → reference images → storyboard → video",
         "### Targets",
     ):
         assert heading in printed, f"missing {heading!r} in:\n{printed[-3000:]}"
@@ -72,3 +72,5 @@ def test_quick_bench_runs_and_prints_figures(tmp_path: Path) -> None:
     assert stages["image_calls_per_session"] == stages["images_requested_per_session"] == 9
     assert stages["cost_usd_per_session"] > 0
     assert 0 < stages["redis_bytes_per_session"] <= stages["redis_bytes_bound"]
+    assert stages["video_calls_per_session"] >= 2 and stages["speech_calls_per_session"] == 1
+    assert stages["cost_usd_per_video"] > 0

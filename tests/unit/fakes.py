@@ -38,6 +38,7 @@ from bot.jobs.flows import Flows
 from bot.jobs.model import Job
 from bot.llm.client import LLMError, Progress
 from bot.media.images import GeneratedImage, ImageError
+from bot.media.video import VideoError, VideoJob
 from bot.pipeline.artifacts import PaidItem
 from bot.pipeline.drafts import FeedbackAnswer, SceneDraft, StoryDraft
 from bot.pipeline.models import Session, Stage, StoryVersion, Turn, Usage
@@ -227,6 +228,10 @@ class MemoryStore:
     # --- delivery ledger (bot.slack.gateway.MessageLedger) ----------------------------------
     async def message_ts(self, session: Session, slot: str) -> str | None:
         return self.hashes.get(keys.messages(session.team_id, session.id), {}).get(slot)
+
+    async def cancel_requested(self, session: Session) -> dict[str, str] | None:
+        raw = self.strings.get(keys.cancel(session.team_id, session.id))
+        return dict(json.loads(raw)) if raw else None
 
     async def note_message(self, session: Session, slot: str, value: str) -> None:
         self.hash_at(keys.messages(session.team_id, session.id))[slot] = value
@@ -568,6 +573,58 @@ class MemoryFiles:
         )
         return await self.ledger.record_message(session, slot, file_id)
 
+    async def fetch(self, file_id: str) -> bytes:
+        found = next((f for f in self.files if f.file_id == file_id), None)
+        if found is None:
+            raise UploadRefused("file_not_found")
+        return found.data
+
+
+# --- video and speech: counted, so a test can prove nothing is spent before a confirmation --
+
+
+class CountingVideo:
+    """A ``VideoProvider`` that only counts: the unit tests stop before a render (the render,
+    with real clips and ffmpeg, is proven end to end in tests/e2e/test_video_flow.py)."""
+
+    supported_seconds = (4, 8, 12)
+    size = "640x360"
+    model = "fake-video"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def create(
+        self, *, prompt: str, seconds: int, size: str, input_reference: bytes | None
+    ) -> VideoJob:
+        self.calls.append("create")
+        raise VideoError("provider", "not in unit tests")
+
+    async def get(self, job_id: str) -> VideoJob:
+        self.calls.append("get")
+        raise VideoError("not_found", "not in unit tests")
+
+    async def download(self, job_id: str) -> bytes:
+        self.calls.append("download")
+        raise VideoError("not_found", "not in unit tests")
+
+    async def delete(self, job_id: str) -> bool:
+        self.calls.append("delete")
+        return False
+
+    async def recent(self, limit: int = 50) -> list[VideoJob]:
+        self.calls.append("recent")
+        return []
+
+
+class CountingSpeech:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def speak(self, text: str) -> bytes:
+        self.calls += 1
+        return b"ID3"
+
 
 # --- the LLM ----------------------------------------------------------------------------------
 
@@ -871,6 +928,8 @@ def build_loop(tmp_path: Path, *, crash: CrashPoints | None = None, **env: objec
         images=images,
         uploads=files,
         spool=tmp_path / "spool",
+        video=CountingVideo(),
+        speech=CountingSpeech(),
         clock=clock,
     )
     return Loop(store, chat, files, writer, images, clock, ctx, Flows(ctx))

@@ -35,6 +35,7 @@ EXPECTED_BOT_SCOPES = {
     "groups:history",
     "channels:join",
     "files:write",  # the external upload flow: getUploadURLExternal + completeUploadExternal
+    "files:read",  # files.info + url_private: a reference image or clip read back (video)
 }
 EXPECTED_BOT_EVENTS = {"message.channels", "message.groups"}
 EVENTS_PATH = "/slack/events"

@@ -38,6 +38,7 @@ from storage import keys
 from storage.repository import CommitConflict, Writes
 from tests.unit.fakes import (
     LEASE_MS,
+    CountingVideo,
     CrashAt,
     Loop,
     SimulatedCrash,
@@ -461,31 +462,29 @@ async def test_approving_the_images_makes_the_storyboard_pages_and_its_markdown_
     assert s.requested_changes == () and s.stage_started_turn == 0
 
 
-async def test_approving_the_storyboard_queues_the_video_and_collects_everything(
+async def test_approving_the_storyboard_shows_a_video_plan_and_spends_nothing(
     loop: Loop,
 ) -> None:
     await to_images(loop)
     await click(loop, Approve)
-    job = await click(loop, Approve)
+    await click(loop, Approve)
 
     s = await session(loop)
-    assert (s.stage, s.status, s.active_job) == (Stage.VIDEO, Status.QUEUED, None)
+    assert (s.stage, s.status, s.active_job) == (Stage.VIDEO, Status.AWAITING_CONFIRMATION, None)
     assert [(a.stage, a.version) for a in s.approvals] == [
         (Stage.STORY, 1),
         (Stage.REFERENCE_IMAGE, 1),
         (Stage.STORYBOARD, 1),
     ]
-    collected = loop.chat.slot("collected")
-    assert collected is not None
-    for label in ("Story v1", "Reference images v1 — 3 files", "Storyboard v1"):
-        assert label in collected.text
-    assert collected.text.count("https://example.slack.com/archives/") == 3
-    marker = await loop.store.done(job.id)
-    assert marker is not None and marker["deliver"][-1] == "collected"
-
-    # Nothing more to approve here, said plainly.
+    plan = loop.chat.slot("video:plan:1")
+    assert plan is not None and "Estimated cost" in plan.text
+    assert plan.actions == ["video_confirm", "video_cancel"]
+    assert s.plan == 1 and s.estimate_usd and s.estimate_usd > 0
+    video = loop.ctx.video
+    assert isinstance(video, CountingVideo) and video.calls == []  # nothing before a confirm
+    # Approve and Redo wait for the plan to be confirmed or cancelled.
     await click(loop, Approve, version=0)
-    assert only_ephemeral(loop) == say.stage_unavailable(s)
+    assert "confirm it" in only_ephemeral(loop)
 
 
 # --- the fakes keep the store's rules -----------------------------------------------------------

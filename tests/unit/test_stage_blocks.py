@@ -479,7 +479,7 @@ def test_collected_links_and_labels() -> None:
         "• Reference images v2 — 4 files\n"
         "• Storyboard v1 — storyboard-v1.md — <http://example.com/x|open>"
     )
-    assert context_texts(msg) == ["Video isn't available in this version of Storyloop yet."]
+    assert context_texts(msg) == []  # every stage is built: nothing to call unavailable
 
 
 @pytest.mark.parametrize(

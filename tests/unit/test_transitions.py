@@ -133,7 +133,7 @@ def test_every_stage_status_and_trigger_has_its_decision(
             )
 
 
-def test_approval_moves_story_to_images_and_storyboard_to_a_queued_video() -> None:
+def test_approval_moves_each_stage_on_and_the_video_completes_the_session() -> None:
     d = decide(
         session(Stage.STORY, Status.AWAITING_REVIEW, 2),
         Event(Act.APPROVE, OWNER, stage=Stage.STORY, version=2),
@@ -145,7 +145,29 @@ def test_approval_moves_story_to_images_and_storyboard_to_a_queued_video() -> No
         Event(Act.APPROVE, OWNER, stage=Stage.STORYBOARD, version=1),
         may_approve=True,
     )
-    assert d == Advance(Stage.STORYBOARD, 1, Stage.VIDEO, Status.QUEUED)
+    assert d == Advance(Stage.STORYBOARD, 1, Stage.VIDEO, Status.GENERATING)
+    d = decide(
+        session(Stage.VIDEO, Status.AWAITING_REVIEW, 1, plan=1),
+        Event(Act.APPROVE, OWNER, stage=Stage.VIDEO, version=1),
+        may_approve=True,
+    )
+    assert d == Advance(Stage.VIDEO, 1, Stage.COMPLETE, Status.DONE)
+
+
+def test_nothing_is_spent_on_video_without_a_confirmation_of_the_newest_plan() -> None:
+    waiting = session(Stage.VIDEO, Status.AWAITING_CONFIRMATION, 0, plan=2)
+    confirm = Event(Act.CONFIRM, OWNER, stage=Stage.VIDEO, version=2)
+    assert decide(waiting, confirm, may_approve=True) == Generate(Stage.VIDEO, Op.RENDER)
+    d = decide(waiting, confirm, may_approve=False)
+    assert isinstance(d, Refuse) and "confirm spending" in d.text
+    old = Event(Act.CONFIRM, OWNER, stage=Stage.VIDEO, version=1)
+    d = decide(waiting, old, may_approve=True)
+    assert isinstance(d, Refuse) and "plan 1" in d.text
+    rendering = session(Stage.VIDEO, Status.GENERATING, 0, plan=2)
+    d = decide(rendering, confirm, may_approve=True)
+    assert isinstance(d, Refuse) and "already" in d.text
+    cancel = Event(Act.CANCEL, OWNER, stage=Stage.VIDEO, version=2)
+    assert decide(rendering, cancel, may_approve=True) == Stop(Stage.VIDEO)
 
 
 def test_who_may_approve_is_checked_first_at_every_stage() -> None:

@@ -13,12 +13,14 @@ from bot.jobs.stages.base import StageWork
 from bot.jobs.stages.images import ImagesStage
 from bot.jobs.stages.story import StoryStage
 from bot.jobs.stages.storyboard import StoryboardStage
+from bot.jobs.stages.video import VideoStage
 from bot.pipeline.models import Stage
 
 WORK: dict[Stage, Callable[[FlowContext], StageWork]] = {
     Stage.STORY: StoryStage,
     Stage.REFERENCE_IMAGE: ImagesStage,
     Stage.STORYBOARD: StoryboardStage,
+    Stage.VIDEO: VideoStage,
 }
 
 

@@ -44,6 +44,10 @@ class StageWork(Protocol):
         """The current version's item count and the items that couldn't be made."""
         ...
 
+    async def step(self, job: Job, s: Session, step: str) -> Session:
+        """A delivery step only this stage has (the video's plan and cancellation)."""
+        ...
+
 
 def review_state(s: Session, stage: Stage, number: int) -> ReviewState:
     """How version ``number`` of ``stage`` is shown now."""

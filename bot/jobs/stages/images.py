@@ -162,6 +162,9 @@ class ImagesStage:
         version = await self.version(s, s.version) if s.version else None
         return stage_prompts.render_image_set(version) if version else "(no images yet)"
 
+    async def step(self, job: Job, s: Session, step: str) -> Session:
+        return s  # no steps of its own
+
     async def items(self, s: Session) -> tuple[int, tuple[int, ...]]:
         version = await self.version(s, s.version) if s.version else None
         if version is None:

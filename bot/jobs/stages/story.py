@@ -35,5 +35,8 @@ class StoryStage:
         current = await self.ctx.repo.version(s, number) if number else None
         return prompts.render_story(current.story) if current else "(no story yet)"
 
+    async def step(self, job: Job, s: Session, step: str) -> Session:
+        return s  # no steps of its own
+
     async def items(self, s: Session) -> tuple[int, tuple[int, ...]]:
         return 0, ()

@@ -142,6 +142,9 @@ class StoryboardStage:
         version = await self.version(s, s.version) if s.version else None
         return stage_prompts.render_storyboard(version) if version else "(no storyboard yet)"
 
+    async def step(self, job: Job, s: Session, step: str) -> Session:
+        return s  # no steps of its own
+
     async def items(self, s: Session) -> tuple[int, tuple[int, ...]]:
         version = await self.version(s, s.version) if s.version else None
         return (len(version.shots) if version else 0), ()
