@@ -170,8 +170,11 @@ _QUOTE_OPEN = "\N{LEFT DOUBLE QUOTATION MARK}"
 _QUOTE_CLOSE = "\N{RIGHT DOUBLE QUOTATION MARK}"
 
 
-def session_card(session: Session) -> Rendered:
-    """The thread's root message: who is writing what, and where the session stands."""
+def session_card(session: Session, *, progress: str | None = None) -> Rendered:
+    """The thread's root message: who is writing what, and where the session stands.
+
+    ``progress``: live words for a long generation (the video's "clip 3 of 6 · 40 %"), shown
+    in place of the status line while it runs."""
     excerpt = escape(truncate(one_line(session.prompt), PROMPT_EXCERPT_CHARS))
     headline = (
         f"🎬 {mention(session.owner_id)} is writing a {session.duration_s:,} s story: "
@@ -181,7 +184,9 @@ def session_card(session: Session) -> Rendered:
     if session.tone and session.tone.strip():
         body += f"\nTone: {escape(truncate(one_line(session.tone), TONE_MAX_CHARS))}"
     lines = [_stage_tracker(session)]
-    if status := _status_line(session):
+    if progress:
+        lines.append(escape(truncate(one_line(progress), 300)))
+    elif status := _status_line(session):
         lines.append(status)
     # The latest approval of each stage: at most one line per stage, so the context block
     # stays within Slack's 10 elements (tracker + status + 4 stages + 2 cost lines).

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from redis.asyncio import Redis
 
 from bot.pipeline.models import Stage, Status
 from bot.slack.actions import StageButtonValue
@@ -172,3 +173,62 @@ async def test_a_clip_refused_by_the_content_policy_names_the_scene(
     await emu.click(failed[0].ts, "story_retry")
     await emu.wait_for(lambda: by_slot(emu, "video:plan:2", channel=CHANNEL), timeout=10)
     assert len(llm.video_creates) == created
+
+
+async def test_a_failed_download_is_downloaded_again_never_generated_again(
+    emu: SlackEmulator, llm: FakeLLM, video_app: AppUnderTest
+) -> None:
+    _card, _sid, plan = await to_plan(emu)
+    # The first clip's bytes won't come: the provider client's 4 read attempts all fail.
+    llm.enqueue_video_fault("download_fail", count=4)
+    await emu.click(plan.ts, "video_confirm")
+    failed = await emu.wait_for(
+        lambda: by_slot(emu, "fail:", channel=CHANNEL, prefix=True), timeout=90
+    )
+    assert "story_retry" in action_ids(failed[0])
+    created = len(llm.video_creates)
+    downloads = len(llm.video_downloads)
+    # The clip is made and paid for: Retry fetches it again, nothing is generated again.
+    await emu.click(failed[0].ts, "story_retry")
+    await emu.wait_for(
+        lambda: [m for m in by_slot(emu, "video:v1", channel=CHANNEL) if action_ids(m)],
+        timeout=90,
+    )
+    assert len(llm.video_creates) == created
+    assert len(llm.video_downloads) > downloads
+
+
+async def test_a_video_over_the_upload_limit_is_explained(
+    emu: SlackEmulator, llm: FakeLLM, video_app: AppUnderTest
+) -> None:
+    card, _sid, plan = await to_plan(emu)
+    emu.max_file_bytes = 60_000  # room for each clip, not for the whole video
+    await emu.click(plan.ts, "video_confirm")
+    failed = await emu.wait_for(
+        lambda: by_slot(emu, "fail:", channel=CHANNEL, prefix=True), timeout=90
+    )
+    assert "larger than this workspace allows" in block_text(failed[0])
+    assert "video-v1.mp4" not in video_files(emu, card)
+
+
+async def test_the_daily_limit_refuses_a_render_before_anything_is_spent(
+    emu: SlackEmulator, llm: FakeLLM, redis_server: RedisServer, redis: Redis
+) -> None:
+    """(``redis``: a clean Redis — the limit counts the workspace's whole day.)"""
+    llm.video_queue_s, llm.video_render_s = 0.05, 0.2
+    env = app_env(
+        emu, llm, redis_server.url, mode="socket", STORYLOOP_DAILY_SPEND_LIMIT_USD="1", **VIDEO_ENV
+    )
+    running = await AppUnderTest(settings_from(env), redis_server.url).start()
+    try:
+        await emu.wait_connected()
+        emu.mode = "socket"
+        _card, _sid, plan = await to_plan(emu)  # the images (≈ $0.20) fit under $1
+        await emu.click(plan.ts, "video_confirm")  # ≈ $4.50 of video doesn't
+        failed = await emu.wait_for(
+            lambda: by_slot(emu, "fail:", channel=CHANNEL, prefix=True), timeout=30
+        )
+        assert "daily spending limit" in block_text(failed[0])
+        assert llm.video_creates == []
+    finally:
+        await running.stop(grace_s=2)

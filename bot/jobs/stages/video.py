@@ -691,6 +691,9 @@ class VideoStage:
                 return
             with contextlib.suppress(SlackDeliveryError):
                 await show_message(self.ctx, job, s, slot, self._progress(s, run), best_effort=True)
+                if s.thread_ts:
+                    card = blocks.session_card(s, progress=_card_progress(run))
+                    await self.ctx.gateway.update(s, s.thread_ts, card, best_effort=True)
 
     async def _story(self, s: Session) -> Story:
         found: StoryVersion | None = await self.ctx.repo.version(s, s.version_of(Stage.STORY))
@@ -722,6 +725,15 @@ class VideoStage:
         for path in folder.glob(f"{STAGE}_*"):
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+def _card_progress(run: _Render) -> str:
+    """``🎬 Rendering the video: clip 3 of 6 · 40 %`` (or joining, once every clip is in)."""
+    total = len(run.plan.clips)
+    for position, (_index, (state, pct)) in enumerate(sorted(run.progress.items()), start=1):
+        if state != "done":
+            return f"🎬 Rendering the video: clip {position} of {total} · {pct} %"
+    return f"🎬 Rendering the video: all {total} clips made, joining them…"
 
 
 def run_size(ctx: FlowContext) -> str:
