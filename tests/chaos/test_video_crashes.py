@@ -10,6 +10,8 @@ review message isn't).
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from redis.asyncio import Redis
 
@@ -45,11 +47,28 @@ async def at_plan(trace: Trace, env: dict[str, str], redis_url: str) -> tuple[st
         await setup.stop(grace_s=2)
 
 
+FULL = bool(os.environ.get("STORYLOOP_FULL_CHAOS"))
+# CI runs the adoption window and a crash with bytes spooled (its 15-minute budget); the full
+# matrix runs with STORYLOOP_FULL_CHAOS=1.
+IN_CI = ("video_created", "after_video_download")
+POINTS = [
+    pytest.param(
+        point,
+        marks=[] if point in IN_CI or FULL else [pytest.mark.skip(reason="STORYLOOP_FULL_CHAOS")],
+        id=point,
+    )
+    for point in (
+        "video_created",
+        "after_video_id",
+        "mid_poll",
+        "after_video_download",
+        "after_video_upload",
+    )
+]
+
+
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize(
-    "point",
-    ["video_created", "after_video_id", "mid_poll", "after_video_download", "after_video_upload"],
-)
+@pytest.mark.parametrize("point", POINTS)
 async def test_kill_9_while_rendering_creates_each_clip_once(
     point: str,
     emu: SlackEmulator,
