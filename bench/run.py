@@ -357,7 +357,7 @@ async def _intake_probe(
 
 async def phase_stages_of(ctx: Ctx) -> dict[str, Any]:
     """The stages script at 1 session (alone) and at ``--stages-sessions`` at once."""
-    env = {"STORYLOOP_VIDEO_SIZE": "640x360", **ctx.extra_env}
+    env = {"STORYLOOP_VIDEO_SIZE": "320x180", **ctx.extra_env}
     runs = sorted({1, ctx.args.stages_sessions})
     results = [
         await phase_stages(ctx.llm, ctx.redis.url, sessions=n, log_dir=ctx.log_dir, extra_env=env)

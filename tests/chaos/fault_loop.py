@@ -189,7 +189,7 @@ class FaultLoop:
             self.llm,
             self.proxy.url,
             STORYLOOP_LEASE_SECONDS=str(self.cfg.lease_s),
-            STORYLOOP_VIDEO_SIZE="640x360",
+            STORYLOOP_VIDEO_SIZE="320x180",
             LOG_LEVEL="INFO",
         )
         self.replicas = Replicas(workdir)

@@ -23,7 +23,7 @@ from tests.emulators.openai_server import FakeLLM
 from tests.emulators.slack import SlackEmulator, StoredMessage
 from tests.support.redis_server import RedisServer
 
-ENV = {"STORYLOOP_VIDEO_SIZE": "640x360"}
+ENV = {"STORYLOOP_VIDEO_SIZE": "320x180"}
 
 
 async def at_plan(trace: Trace, env: dict[str, str], redis_url: str) -> tuple[str, StoredMessage]:

@@ -22,7 +22,7 @@ from tests.emulators.openai_server import FakeLLM
 from tests.emulators.slack import SlackEmulator, StoredMessage
 from tests.support.redis_server import RedisServer
 
-VIDEO_ENV = {"STORYLOOP_VIDEO_SIZE": "640x360", "STORYLOOP_PROGRESS_INTERVAL": "0.2"}
+VIDEO_ENV = {"STORYLOOP_VIDEO_SIZE": "320x180", "STORYLOOP_PROGRESS_INTERVAL": "0.2"}
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ async def test_confirm_render_redo_and_approve_the_video(
 
     # 1. Nothing is paid before a confirmation; the plan says what it will cost.
     text = block_text(plan)
-    assert "Video plan" in text and "Estimated cost" in text and "640x360" in text
+    assert "Video plan" in text and "Estimated cost" in text and "320x180" in text
     assert action_ids(plan) == ["video_confirm", "video_cancel"]
     assert llm.video_creates == [] and llm.speech_requests == []
     await emu.wait_for(
@@ -92,7 +92,7 @@ async def test_confirm_render_redo_and_approve_the_video(
     assert "video-v1.mp4" in names and len(names) == clips + 1  # the video and each clip
     final = next(f for f in emu.files_in_thread(CHANNEL, card.ts) if f.filename == "video-v1.mp4")
     info = probe(final.bytes)
-    assert abs(info["duration"] - 30) <= 3 and info["width"] == 640 and info["has_audio"]
+    assert abs(info["duration"] - 30) <= 3 and info["width"] == 320 and info["has_audio"]
     assert "Video v1" in block_text(review[0]) and "stage_redo" in action_ids(review[0])
 
     # 3. Redo scene 2: a new estimate first, then one scene's clips only.

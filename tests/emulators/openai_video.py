@@ -73,7 +73,7 @@ SHUT_DOWN_VIDEO_MODELS: Final = frozenset(
 """OpenAI's Sora models, shut down on 24 Sept 2026: creates answer 404 ``model_not_found``."""
 
 DEFAULT_VIDEO_SECONDS: Final = frozenset({"4", "8", "12"})
-DEFAULT_VIDEO_SIZES: Final = frozenset({"1280x720", "720x1280", "640x360"})
+DEFAULT_VIDEO_SIZES: Final = frozenset({"1280x720", "720x1280", "640x360", "320x180"})
 
 VideoFaultKind = Literal[
     "policy", "failed", "expire", "status", "slow", "download_fail", "hang_create"

@@ -7,12 +7,14 @@ A stage module (story, images, storyboard) implements :class:`StageWork`; the fl
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Literal, Protocol
 
 from bot.jobs.context import FlowContext
 from bot.jobs.delivery import deliver
 from bot.jobs.model import Job
-from bot.pipeline.models import Session, Stage, Status, Usage
+from bot.pipeline.artifacts import ImageSetVersion, StoryboardVersion
+from bot.pipeline.models import Session, Stage, Status, Story, StoryVersion, Usage
 from bot.pipeline.transitions import Op
 from bot.slack.blocks import Rendered
 from bot.slack.gateway import NotPostable, SlackDeliveryError
@@ -117,3 +119,38 @@ async def fail_stage(
         .mark_done(job.id, {"team": s.team_id, "session": s.id, "deliver": steps}),
     )
     await deliver(ctx, job, s, steps)
+
+
+# --- what a later stage builds on: the approved versions of the stages before it -------------
+
+
+async def approved_story(ctx: FlowContext, s: Session) -> Story:
+    found: StoryVersion | None = await ctx.repo.version(s, s.version_of(Stage.STORY))
+    if found is None:
+        raise LookupError(f"session {s.id} has no approved story")
+    return found.story
+
+
+async def approved_images(ctx: FlowContext, s: Session) -> ImageSetVersion:
+    number = s.version_of(Stage.REFERENCE_IMAGE)
+    found = await ctx.repo.artifact(s, Stage.REFERENCE_IMAGE, number, ImageSetVersion)
+    if found is None:
+        raise LookupError(f"session {s.id} has no approved image set")
+    return found
+
+
+async def approved_storyboard(ctx: FlowContext, s: Session) -> StoryboardVersion:
+    number = s.version_of(Stage.STORYBOARD)
+    found = await ctx.repo.artifact(s, Stage.STORYBOARD, number, StoryboardVersion)
+    if found is None:
+        raise LookupError(f"session {s.id} has no approved storyboard")
+    return found
+
+
+def write_spool(path: Path, data: bytes) -> None:
+    """Bytes on their way to Slack, written whole or not at all (a crash mid-write leaves no
+    file a replay would take for complete)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".part")
+    partial.write_bytes(data)
+    partial.replace(path)

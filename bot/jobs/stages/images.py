@@ -19,7 +19,13 @@ from pathlib import Path
 from bot.jobs.context import FlowContext
 from bot.jobs.delivery import deliver
 from bot.jobs.model import Deferred, Job
-from bot.jobs.stages.base import fail_stage, review_state, show_message
+from bot.jobs.stages.base import (
+    approved_story,
+    fail_stage,
+    review_state,
+    show_message,
+    write_spool,
+)
 from bot.llm.client import LLMError
 from bot.media.images import ImageError
 from bot.pipeline import pricing, stage_drafts, stage_prompts
@@ -37,7 +43,6 @@ from bot.pipeline.models import (
     Stage,
     Status,
     Story,
-    StoryVersion,
     Turn,
     TurnRole,
     Usage,
@@ -72,7 +77,7 @@ class ImagesStage:
         history = await ctx.repo.history(s)
         upto = len(history)
         new_feedback = [t for t in history[s.incorporated_until : upto] if t.role is TurnRole.USER]
-        story = await self._story(s)
+        story = await approved_story(self.ctx, s)
         current = await self.version(s, s.version) if s.version else None
         try:
             specs, usage, summary = await self._plan(
@@ -176,13 +181,6 @@ class ImagesStage:
         return await self.ctx.repo.artifact(s, STAGE, number, ImageSetVersion)
 
     # --- steps ---------------------------------------------------------------------------
-    async def _story(self, s: Session) -> Story:
-        number = s.version_of(Stage.STORY)
-        found: StoryVersion | None = await self.ctx.repo.version(s, number)
-        if found is None:
-            raise LookupError(f"session {s.id} has no approved story v{number}")
-        return found.story
-
     async def _plan(
         self,
         job: Job,
@@ -251,10 +249,7 @@ class ImagesStage:
             return failed
         cost = pricing.image_cost(ctx.image_prices, image.usage)
         path = self._spool_path(s, field)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".part")
-        partial.write_bytes(image.data)
-        partial.replace(path)
+        write_spool(path, image.data)
         await ctx.repo.record_spend(s.team_id, ctx.today(), f"{s.id}:{field}", cost)
         fetched = PaidItem(state=ItemState.FETCHED, cost_usd=cost, spool=str(path))
         await ctx.repo.set_item(s, field, fetched, fence=job.fence)

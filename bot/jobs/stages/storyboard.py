@@ -10,11 +10,17 @@ import logging
 from bot.jobs.context import FlowContext
 from bot.jobs.delivery import deliver
 from bot.jobs.model import Deferred, Job
-from bot.jobs.stages.base import fail_stage, review_state, show_message
+from bot.jobs.stages.base import (
+    approved_images,
+    approved_story,
+    fail_stage,
+    review_state,
+    show_message,
+)
 from bot.llm.client import LLMError
 from bot.pipeline import stage_drafts, stage_prompts
-from bot.pipeline.artifacts import ImageSetVersion, StoryboardVersion
-from bot.pipeline.models import Session, Stage, Status, Story, StoryVersion, TurnRole, Usage
+from bot.pipeline.artifacts import StoryboardVersion
+from bot.pipeline.models import Session, Stage, Status, TurnRole, Usage
 from bot.pipeline.transitions import Op
 from bot.slack import blocks
 from bot.slack.uploads import UploadRefused
@@ -40,8 +46,8 @@ class StoryboardStage:
         history = await ctx.repo.history(s)
         upto = len(history)
         new_feedback = [t for t in history[s.incorporated_until : upto] if t.role is TurnRole.USER]
-        story = await self._story(s)
-        images = await self._images(s)
+        story = await approved_story(self.ctx, s)
+        images = await approved_images(self.ctx, s)
         current = await self.version(s, s.version) if s.version else None
         step = f"storyboard:v{n}"
         cached = await ctx.repo.cached_llm(job.id, step)
@@ -110,7 +116,7 @@ class StoryboardStage:
             return s
         slot = f"{STAGE}:v{number}"
         if not await ctx.repo.message_ts(s, f"file:{slot}"):
-            story = await self._story(s)
+            story = await approved_story(self.ctx, s)
             text = blocks.storyboard_markdown(s, story.title, version)
             try:
                 await ctx.uploads.upload_once(
@@ -151,19 +157,6 @@ class StoryboardStage:
 
     async def version(self, s: Session, number: int) -> StoryboardVersion | None:
         return await self.ctx.repo.artifact(s, STAGE, number, StoryboardVersion)
-
-    async def _story(self, s: Session) -> Story:
-        found: StoryVersion | None = await self.ctx.repo.version(s, s.version_of(Stage.STORY))
-        if found is None:
-            raise LookupError(f"session {s.id} has no approved story")
-        return found.story
-
-    async def _images(self, s: Session) -> ImageSetVersion:
-        number = s.version_of(Stage.REFERENCE_IMAGE)
-        found = await self.ctx.repo.artifact(s, Stage.REFERENCE_IMAGE, number, ImageSetVersion)
-        if found is None:
-            raise LookupError(f"session {s.id} has no approved image set")
-        return found
 
     async def _fail(self, job: Job, s: Session, n: int, reason: str, op: Op) -> None:
         await fail_stage(self.ctx, job, s, reason, op=op, item=None)

@@ -21,7 +21,15 @@ from typing import Literal
 from bot.jobs.context import FlowContext
 from bot.jobs.delivery import deliver
 from bot.jobs.model import Deferred, Job
-from bot.jobs.stages.base import fail_stage, review_state, show_message
+from bot.jobs.stages.base import (
+    approved_images,
+    approved_story,
+    approved_storyboard,
+    fail_stage,
+    review_state,
+    show_message,
+    write_spool,
+)
 from bot.media import ffmpeg
 from bot.media.speech import SpeechError
 from bot.media.video import VideoError, job_failure
@@ -29,14 +37,12 @@ from bot.pipeline import review as say
 from bot.pipeline.artifacts import (
     ClipPlan,
     ClipResult,
-    ImageSetVersion,
     ItemState,
     PaidItem,
-    StoryboardVersion,
     VideoPlan,
     VideoVersion,
 )
-from bot.pipeline.models import Session, Stage, Status, Story, StoryVersion, TurnRole
+from bot.pipeline.models import Session, Stage, Status, TurnRole
 from bot.pipeline.transitions import Op
 from bot.pipeline.video_plan import plan_video, voiceover_text
 from bot.slack import blocks
@@ -136,7 +142,7 @@ class VideoStage:
         return "\n".join(lines) or "(no video yet)"
 
     async def items(self, s: Session) -> tuple[int, tuple[int, ...]]:
-        story = await self._story(s)
+        story = await approved_story(self.ctx, s)
         return len(story.scenes), ()
 
     async def plan(self, s: Session, number: int) -> VideoPlan | None:
@@ -152,9 +158,9 @@ class VideoStage:
         n = s.plan + 1
         current = await self.plan(s, s.plan) if op is Op.REDO and s.plan else None
         plan = plan_video(
-            await self._story(s),
-            await self._board(s),
-            await self._images(s),
+            await approved_story(self.ctx, s),
+            await approved_storyboard(self.ctx, s),
+            await approved_images(self.ctx, s),
             number=n,
             supported=settings.video_lengths,
             model=settings.video_model,
@@ -388,7 +394,7 @@ class VideoStage:
             await ctx.repo.set_item(s, field, failed, fence=job.fence)
             return failed
         path = self._spool(s, f"{field}.mp4")
-        _write(path, data)
+        write_spool(path, data)
         cost = round(clip.seconds * ctx.settings.video_price_per_s_usd, 6)
         await ctx.repo.record_spend(s.team_id, ctx.today(), f"{s.id}:{field}", cost)
         fetched = state.model_copy(
@@ -422,7 +428,7 @@ class VideoStage:
         require an exact match). Without it the clip is made from the prompt alone."""
         if not clip.reference:
             return None
-        images = await self._images(s)
+        images = await approved_images(self.ctx, s)
         found = next((i for i in images.images if i.spec.name == clip.reference), None)
         if found is None or not found.file_id:
             return None
@@ -469,7 +475,7 @@ class VideoStage:
                 paths.append((await self._clip_file(s, result), _used(order, result)))
             voice = await self._voice(job, s, n, plan, previous)
             out = self._spool(s, f"{STAGE}_v{n}_final.mp4")
-            story = await self._story(s)
+            story = await approved_story(self.ctx, s)
             length = await ffmpeg.join(
                 paths, out, size=plan.size, voiceover=voice, target_s=float(story.total_duration_s)
             )
@@ -559,7 +565,7 @@ class VideoStage:
             return path
         if not clip.file_id:
             raise UploadRefused("file_not_found")
-        _write(path, await self.ctx.uploads.fetch(clip.file_id))
+        write_spool(path, await self.ctx.uploads.fetch(clip.file_id))
         return path
 
     async def _voice(
@@ -574,19 +580,19 @@ class VideoStage:
             kept = await ctx.repo.message_ts(s, f"file:{STAGE}:v{previous.number}:voice")
             if kept:
                 path = self._spool(s, f"{STAGE}_v{n}_voice.mp3")
-                _write(path, await ctx.uploads.fetch(kept))
+                write_spool(path, await ctx.uploads.fetch(kept))
                 await ctx.repo.record_message(s, f"file:{STAGE}:v{n}:voice", kept)
                 return path
         field = f"{STAGE}:v{n}:voice"
         state = (await ctx.repo.items(s)).get(field)
         path = self._spool(s, f"{STAGE}_v{n}_voice.mp3")
         if state is None or (state.state is ItemState.FETCHED and not path.exists()):
-            text = voiceover_text(await self._story(s))
+            text = voiceover_text(await approved_story(self.ctx, s))
             if not text:
                 return None
             await ctx.repo.set_item(s, field, PaidItem(state=ItemState.SUBMITTED), fence=job.fence)
             audio = await ctx.speech.speak(text)
-            _write(path, audio)
+            write_spool(path, audio)
             state = PaidItem(state=ItemState.FETCHED, spool=str(path))
             await ctx.repo.set_item(s, field, state, fence=job.fence)
         elif state.state is ItemState.SUBMITTED:
@@ -695,26 +701,6 @@ class VideoStage:
                     card = blocks.session_card(s, progress=_card_progress(run))
                     await self.ctx.gateway.update(s, s.thread_ts, card, best_effort=True)
 
-    async def _story(self, s: Session) -> Story:
-        found: StoryVersion | None = await self.ctx.repo.version(s, s.version_of(Stage.STORY))
-        if found is None:
-            raise LookupError(f"session {s.id} has no approved story")
-        return found.story
-
-    async def _board(self, s: Session) -> StoryboardVersion:
-        number = s.version_of(Stage.STORYBOARD)
-        found = await self.ctx.repo.artifact(s, Stage.STORYBOARD, number, StoryboardVersion)
-        if found is None:
-            raise LookupError(f"session {s.id} has no approved storyboard")
-        return found
-
-    async def _images(self, s: Session) -> ImageSetVersion:
-        number = s.version_of(Stage.REFERENCE_IMAGE)
-        found = await self.ctx.repo.artifact(s, Stage.REFERENCE_IMAGE, number, ImageSetVersion)
-        if found is None:
-            raise LookupError(f"session {s.id} has no approved image set")
-        return found
-
     def _spool(self, s: Session, name: str) -> Path:
         path = self.ctx.spool / s.team_id / s.id / name.replace(":", "_")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -746,9 +732,3 @@ def _used(order: dict[int, int], clip: ClipResult) -> float:
 
 def _scene(clip: ClipPlan, text: str) -> str:
     return f"Scene {clip.scene} (clip {clip.index}): {text}"
-
-
-def _write(path: Path, data: bytes) -> None:
-    partial = path.with_suffix(path.suffix + ".part")
-    partial.write_bytes(data)
-    partial.replace(path)
