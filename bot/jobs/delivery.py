@@ -45,7 +45,8 @@ async def _step(ctx: FlowContext, job: Job, s: Session, step: str) -> Session:
     gw = ctx.gateway
     kind, _, rest = step.partition(":")
     if step == "card" and s.thread_ts:
-        await gw.update(s, s.thread_ts, blocks.session_card(s))
+        links = await collected_links(ctx, s) if s.stage is Stage.COMPLETE else []
+        await gw.update(s, s.thread_ts, blocks.session_card(s, links=links))
     elif step == "story":
         s = await show_story(ctx, job, s)
     elif kind == "notice" and rest.isdigit():

@@ -170,11 +170,17 @@ _QUOTE_OPEN = "\N{LEFT DOUBLE QUOTATION MARK}"
 _QUOTE_CLOSE = "\N{RIGHT DOUBLE QUOTATION MARK}"
 
 
-def session_card(session: Session, *, progress: str | None = None) -> Rendered:
+def session_card(
+    session: Session,
+    *,
+    progress: str | None = None,
+    links: Sequence[tuple[str, str | None]] = (),
+) -> Rendered:
     """The thread's root message: who is writing what, and where the session stands.
 
     ``progress``: live words for a long generation (the video's "clip 3 of 6 · 40 %"), shown
-    in place of the status line while it runs."""
+    in place of the status line while it runs. ``links``: (label, permalink) of every approved
+    artifact, shown once the session is complete."""
     excerpt = escape(truncate(one_line(session.prompt), PROMPT_EXCERPT_CHARS))
     headline = (
         f"🎬 {mention(session.owner_id)} is writing a {session.duration_s:,} s story: "
@@ -202,7 +208,16 @@ def session_card(session: Session, *, progress: str | None = None) -> Rendered:
         lines.append(f"💵 Estimated {usd(session.estimate_usd)} for this generation")
     if session.spent_usd > 0:
         lines.append(f"💵 Spent so far: {usd(session.spent_usd)}")
+    if links:
+        lines.append(" · ".join(_link(label, url) for label, url in links))
     return rendered(headline, [section("card_title", body), context("card_stages", *lines)])
+
+
+def _link(label: str, url: str | None) -> str:
+    text = escape(truncate(one_line(label), 80))
+    if url and safe_url(url):
+        return f"<{url.replace('&', '&amp;')}|{text}>"
+    return text
 
 
 def _stage_tracker(session: Session) -> str:

@@ -124,6 +124,10 @@ async def test_confirm_render_redo_and_approve_the_video(
     complete = await emu.wait_for(lambda: by_slot(emu, "complete", channel=CHANNEL), timeout=10)
     assert "Session complete" in block_text(complete[0]) and "Video v2" in block_text(complete[0])
     await emu.wait_for(lambda: "Complete" in block_text(emu.message(CHANNEL, card.ts)))
+    # The card links every approved artifact.
+    await emu.wait_for(lambda: "|Video v2" in block_text(emu.message(CHANNEL, card.ts)))
+    card_text = block_text(emu.message(CHANNEL, card.ts))
+    assert "|Story v1" in card_text and "|Storyboard v1" in card_text
     session = await video_app.session(emu.team_id, sid)
     assert session is not None and session.stage is Stage.COMPLETE
     assert session.status is Status.DONE and session.spent_usd > 0

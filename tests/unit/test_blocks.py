@@ -672,3 +672,19 @@ def test_start_modal_without_prompt_has_no_initial_value() -> None:
 def test_start_modal_caps_an_over_long_prompt() -> None:
     view = kit.start_modal(channel_id="C0TALES", prompt="p" * 5000)
     assert len(view["blocks"][0]["element"]["initial_value"]) == 2000
+
+
+def test_a_complete_sessions_card_links_every_approved_artifact() -> None:
+    msg = kit.session_card(
+        make_session(stage=Stage.COMPLETE, status=Status.DONE),
+        links=[
+            ("Story v1", "https://x.slack.com/archives/C1/p1?a=1&b=2"),
+            ("Video v2 <!channel>", "https://x.slack.com/archives/C1/p2"),
+            ("Storyboard v1", "javascript:alert(1)"),
+        ],
+    )
+    assert_within_limits(msg)
+    line = card_lines(msg)[-1]
+    assert "<https://x.slack.com/archives/C1/p1?a=1&amp;b=2|Story v1>" in line
+    assert "&lt;!channel&gt;" in line and "<!channel>" not in line
+    assert "javascript" not in line and "Storyboard v1" in line
