@@ -75,8 +75,9 @@ class Writes:
         self._add("DEL", keys.llm_result(job_id, step), "-", "-")
         return self
 
-    def add_artifact(self, session: Session, stage: Stage, number: int, data: str) -> Writes:
-        """A version of a later stage (image set, storyboard), next to the story's versions."""
+    def add_artifact(self, session: Session, stage: str, number: int, data: str) -> Writes:
+        """A version of a later stage (image set, storyboard, video) — or of something kept the
+        same way, such as a video plan (``stage="video_plan"``) — next to the story's versions."""
         key = keys.versions(session.team_id, session.id)
         self._add("HSET", key, keys.version_field(stage, number), data)
         return self
@@ -154,9 +155,9 @@ class Repository:
         return sorted(found, key=lambda v: v.number)
 
     async def artifact(
-        self, session: Session, stage: Stage, number: int, model: type[VersionT]
+        self, session: Session, stage: str, number: int, model: type[VersionT]
     ) -> VersionT | None:
-        """Version ``number`` of a later stage, as ``model``."""
+        """Version ``number`` of a later stage (or a video plan), as ``model``."""
         key = keys.versions(session.team_id, session.id)
         raw = await self.redis.hget(key, keys.version_field(stage, number))
         return model.model_validate_json(raw) if raw else None

@@ -24,7 +24,7 @@ from bot.llm.client import Progress
 from bot.media.images import ImageMaker  # already a port: reused, not repeated
 from bot.pipeline.artifacts import PaidItem
 from bot.pipeline.drafts import FeedbackAnswer, StoryDraft
-from bot.pipeline.models import Session, Stage, StoryVersion, Turn, Usage
+from bot.pipeline.models import Session, StoryVersion, Turn, Usage
 from bot.pipeline.prompts import ChatMessage
 from bot.slack.blocks import Rendered
 from storage.repository import EagerState, Writes
@@ -78,7 +78,7 @@ class SessionStore(Protocol):
     async def version(self, session: Session, number: int) -> StoryVersion | None: ...
 
     async def artifact(
-        self, session: Session, stage: Stage, number: int, model: type[VersionT]
+        self, session: Session, stage: str, number: int, model: type[VersionT]
     ) -> VersionT | None: ...
 
     # --- paid items and the workspace's daily spending ------------------------------------

@@ -41,7 +41,7 @@ from bot.media.images import GeneratedImage, ImageError
 from bot.media.video import VideoError, VideoJob
 from bot.pipeline.artifacts import PaidItem
 from bot.pipeline.drafts import FeedbackAnswer, SceneDraft, StoryDraft
-from bot.pipeline.models import Session, Stage, StoryVersion, Turn, Usage
+from bot.pipeline.models import Session, StoryVersion, Turn, Usage
 from bot.pipeline.pricing import ImageUsage
 from bot.pipeline.prompts import ChatMessage
 from bot.pipeline.stage_drafts import (
@@ -198,7 +198,7 @@ class MemoryStore:
         return StoryVersion.model_validate_json(raw) if raw else None
 
     async def artifact(
-        self, session: Session, stage: Stage, number: int, model: type[VersionT]
+        self, session: Session, stage: str, number: int, model: type[VersionT]
     ) -> VersionT | None:
         versions = self.hashes.get(keys.versions(session.team_id, session.id), {})
         raw = versions.get(keys.version_field(stage, number))

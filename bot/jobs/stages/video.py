@@ -146,7 +146,7 @@ class VideoStage:
         return len(story.scenes), ()
 
     async def plan(self, s: Session, number: int) -> VideoPlan | None:
-        return await self.ctx.repo.artifact(s, PLANS, number, VideoPlan)  # type: ignore[arg-type]
+        return await self.ctx.repo.artifact(s, PLANS, number, VideoPlan)
 
     async def version(self, s: Session, number: int) -> VideoVersion | None:
         return await self.ctx.repo.artifact(s, STAGE, number, VideoVersion)
@@ -187,7 +187,7 @@ class VideoStage:
             failed_op=None,
             failed_item=None,
             writes=Writes()
-            .add_artifact(s, PLANS, n, plan.model_dump_json())  # type: ignore[arg-type]
+            .add_artifact(s, PLANS, n, plan.model_dump_json())
             .forget_items(s)  # a failed or cancelled render's clips: the new plan starts anew
             .forget_cancel(s)
             .mark_done(job.id, {"team": s.team_id, "session": s.id, "deliver": steps}),
