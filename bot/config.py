@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.pipeline.approvals import ApprovalPolicy, parse_policy
+
 WHERE_TO_GET = {
     "SLACK_BOT_TOKEN": "Slack app → OAuth & Permissions → Bot User OAuth Token (xoxb-…)",
     "SLACK_APP_TOKEN": "Slack app → Basic Information → App-Level Tokens, scope connections:write "
@@ -62,9 +64,9 @@ class Settings(BaseSettings):
     progress_interval_s: float = Field(
         default=2.0, gt=0, validation_alias="STORYLOOP_PROGRESS_INTERVAL"
     )
-    approval: Literal["owner", "anyone"] = Field(
-        default="owner", validation_alias="STORYLOOP_APPROVAL"
-    )
+    # The workspace default approval rule (the start modal can choose another per session):
+    # owner | anyone | quorum:N | named:U1,U2 | group:S1 — see bot/pipeline/approvals.py.
+    approval: str = Field(default="owner", validation_alias="STORYLOOP_APPROVAL")
     socket_connect_timeout_s: float = Field(
         default=20.0, gt=0, validation_alias="STORYLOOP_SOCKET_CONNECT_TIMEOUT"
     )
@@ -144,6 +146,23 @@ class Settings(BaseSettings):
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
+
+    @field_validator("approval")
+    @classmethod
+    def _approval_rule(cls, value: str) -> str:
+        if parse_policy(value) is None:
+            raise ValueError(
+                "must be owner, anyone, quorum:N (2-10), named:U…,U… or group:S… "
+                f"(got {value[:40]!r})"
+            )
+        return value.strip()
+
+    @property
+    def approval_policy(self) -> ApprovalPolicy:
+        """The workspace default approval rule, parsed (validated at start)."""
+        policy = parse_policy(self.approval)
+        assert policy is not None
+        return policy
 
     @field_validator("slack_api_url")
     @classmethod

@@ -44,9 +44,9 @@ async def _step(ctx: FlowContext, job: Job, s: Session, step: str) -> Session:
     ``progress:{stage}:{n}``, ``failure:{stage}``; ``collected`` (everything approved)."""
     gw = ctx.gateway
     kind, _, rest = step.partition(":")
-    if step == "card" and s.thread_ts:
+    if step == "card" and s.card_at:
         links = await collected_links(ctx, s) if s.stage is Stage.COMPLETE else []
-        await gw.update(s, s.thread_ts, blocks.session_card(s, links=links))
+        await gw.update(s, s.card_at, blocks.session_card(s, links=links))
     elif step == "story":
         s = await show_story(ctx, job, s)
     elif kind == "notice" and rest.isdigit():

@@ -7,32 +7,28 @@ visible outcome.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from bot.jobs import stages
 from bot.jobs.context import FlowContext
 from bot.jobs.delivery import deliver
+from bot.jobs.feedback import answer_replies
 from bot.jobs.generation import fail
-from bot.jobs.model import Deferred, Job
+from bot.jobs.model import Job
 from bot.jobs.stages.base import fail_stage
 from bot.jobs.stages.video import VideoStage
-from bot.llm.client import LLMError
-from bot.pipeline import prompts, stage_prompts
 from bot.pipeline import review as say
-from bot.pipeline.approvals import may_approve
-from bot.pipeline.drafts import FeedbackAnswer
-from bot.pipeline.intent import wants_regenerate
-from bot.pipeline.models import Approval, Session, Stage, Status, Turn, TurnRole, Usage
+from bot.pipeline.approvals import current_votes, may_approve, needs_group_lookup
+from bot.pipeline.models import Approval, Session, Stage, Status
 from bot.pipeline.transitions import (
     Act,
     Advance,
     Event,
     Generate,
-    Note,
     Op,
     Refuse,
     Stop,
+    Vote,
     decide,
 )
 from bot.pipeline.triggers import (
@@ -142,6 +138,7 @@ class Flows:
                 prompt=t.prompt,
                 tone=t.tone,
                 duration_s=t.duration_s,
+                policy=t.policy or ctx.settings.approval_policy,
                 active_job=job.id,
                 created_at=now,
                 updated_at=now,
@@ -155,7 +152,7 @@ class Flows:
                     s,
                     "card",
                     blocks.session_card(s),
-                    thread_ts=None,
+                    thread_ts=t.thread_ts,  # a mention: the card is the thread's first reply
                     recover=job.recover,
                     fresh=fresh_session,
                 )
@@ -168,12 +165,14 @@ class Flows:
                     response_url=t.response_url,
                 )
                 return
+            root = t.thread_ts or ts
             s = await ctx.commit(
                 job,
                 s,
-                thread_ts=ts,
+                thread_ts=root,
+                card_ts=ts if t.thread_ts else None,
                 status=Status.GENERATING,
-                writes=Writes().index_thread(s, ts),
+                writes=Writes().index_thread(s, root),
             )
             await ctx.gateway.update(s, ts, blocks.session_card(s))
         if not await self.resume_if_mine(job, s):
@@ -181,111 +180,7 @@ class Flows:
 
     # --- thread replies ---------------------------------------------------------------------
     async def feedback(self, job: Job, t: Feedback) -> None:
-        ctx = self.ctx
-        s = await ctx.repo.get(t.team_id, t.session_id)
-        if s is None or s.thread_ts is None:
-            return
-        if await self.resume_if_mine(job, s):
-            return
-        history = await ctx.repo.history(s)
-        upto = len(history)
-        pending = [x for x in history[s.answered_until : upto] if x.role is TurnRole.USER]
-        if not pending:
-            return  # answered together with an earlier reply (coalesced)
-        slot = f"reply:{pending[-1].ts}"
-        asked = [wants_regenerate(x.text) for x in pending]
-        d = decide(s, Event(Act.REPLY, t.user_id, wants_regenerate=all(asked)), may_approve=False)
-        if isinstance(d, Note):
-            await ctx.gateway.post_once(
-                s,
-                slot,
-                blocks.ephemeral(d.text, trusted=True),
-                thread_ts=s.thread_ts,
-                recover=job.recover,
-            )
-            await ctx.commit(job, s, answered_until=upto)
-            return
-        if isinstance(d, Generate):
-            await self.carry_out(job, s, d)
-            return
-        answer, usage = await self._answer(job, s, history, pending)
-        if answer is None:
-            await ctx.gateway.post_once(
-                s,
-                slot,
-                blocks.ephemeral(say.no_answer(), trusted=True),
-                thread_ts=s.thread_ts,
-                recover=job.recover,
-            )
-            await ctx.commit(job, s, answered_until=upto)
-            return
-        authors = list(dict.fromkeys(x.user_id for x in pending if x.user_id))
-        await ctx.gateway.post_once(
-            s,
-            slot,
-            blocks.feedback_reply(answer.reply, authors),
-            thread_ts=s.thread_ts,
-            recover=job.recover,
-        )
-        turn = Turn(
-            role=TurnRole.ASSISTANT,
-            ts=pending[-1].ts,
-            text=answer.reply,
-            planned_changes=tuple(answer.planned_changes),
-            targets=tuple(sorted({n for n in answer.targets if 0 < n <= 100})),
-            stage=s.stage,
-        )
-        s = await ctx.commit(
-            job,
-            s,
-            answered_until=upto,
-            usage=s.usage + usage,
-            requested_changes=prompts.fold_changes(s.requested_changes, answer.planned_changes),
-            writes=Writes().add_turn(s, turn).forget_llm_result(job.id, slot),
-        )
-        if any(asked) or answer.wants_regenerate:
-            again = decide(s, Event(Act.REPLY, t.user_id, wants_regenerate=True), may_approve=False)
-            if isinstance(again, Generate):
-                await self.carry_out(job, s, again)
-
-    async def _answer(
-        self, job: Job, s: Session, history: list[Turn], pending: list[Turn]
-    ) -> tuple[FeedbackAnswer | None, Usage]:
-        ctx = self.ctx
-        step = f"reply:{pending[-1].ts}"
-        cached = await ctx.repo.cached_llm(job.id, step)
-        if cached:
-            data = json.loads(cached)
-            return FeedbackAnswer.model_validate(data["answer"]), Usage.model_validate(
-                data["usage"]
-            )
-        if job.eager:
-            raise Deferred  # LLM calls are a worker's
-        # What was said before the new feedback in this stage: every turn up to the answered
-        # mark, and the answers given since (an answer is appended after replies that came in
-        # while it was being written, so it can sit past the mark).
-        upto = len(history)
-        context = history[s.stage_started_turn : s.answered_until] + [
-            t for t in history[s.answered_until : upto] if t.role is TurnRole.ASSISTANT
-        ]
-        if s.stage is Stage.STORY:
-            current = await ctx.repo.version(s, s.version) if s.version else None
-            messages = prompts.feedback_messages(
-                s, current.story if current else None, context, pending
-            )
-        else:
-            artifact = await ctx.stages[s.stage].describe(s)
-            messages = stage_prompts.stage_feedback_messages(s, s.stage, artifact, context, pending)
-        try:
-            answer, usage = await ctx.llm.answer_feedback(messages)
-        except LLMError as exc:
-            log.warning("feedback answer failed for %s: %s", s.id, exc)
-            return None, Usage()
-        await ctx.repo.cache_llm(
-            job.id, step, json.dumps({"answer": answer.model_dump(), "usage": usage.model_dump()})
-        )
-        ctx.crash.reach("after_llm")
-        return answer, usage
+        await answer_replies(self, job, t)
 
     # --- buttons ----------------------------------------------------------------------------
     async def click(self, job: Job, t: Click) -> None:
@@ -307,10 +202,14 @@ class Flows:
             version=t.version,
             item=t.item if isinstance(t, Redo) else None,
         )
+        members: frozenset[str] = frozenset()
+        if event.act in (Act.APPROVE, Act.CONFIRM) and needs_group_lookup(s, t.user_id):
+            assert s.policy.group is not None
+            members = await ctx.gateway.group_members(s.policy.group)
         d = decide(
             s,
             event,
-            may_approve=may_approve(s, t.user_id, policy=ctx.settings.approval),
+            may_approve=may_approve(s, t.user_id, members=members),
             items=count,
             missing=missing,
         )
@@ -318,6 +217,8 @@ class Flows:
             await self.refuse(job, t, d.text)
         elif isinstance(d, Advance):
             await self.advance(job, t, s, d)
+        elif isinstance(d, Vote):
+            await self.vote(job, t, s, d)
         elif isinstance(d, Generate):
             await self.carry_out(job, s, d)
         elif isinstance(d, Stop):
@@ -325,11 +226,27 @@ class Flows:
             assert isinstance(video, VideoStage)
             await video.stop(job, s, by=t.user_id, cancel_job=job.id)
 
+    async def vote(self, job: Job, t: Click, s: Session, d: Vote) -> None:
+        """One approval (or spend confirmation) towards a quorum: kept on the session for the
+        version it was given for, shown in the thread and on the card."""
+        ctx = self.ctx
+        vote = Approval(
+            stage=d.stage, version=d.version, user_id=t.user_id, at=ctx.clock(), act=d.act
+        )
+        kept = current_votes(s, d.stage, d.version, act=d.act)
+        steps = [f"vote:{d.stage}:{d.act}:{d.version}:{t.user_id}", "card"]
+        writes = Writes().mark_done(job.id, {"team": s.team_id, "session": s.id, "deliver": steps})
+        s = await ctx.commit(job, s, votes=(*kept, vote), writes=writes)
+        await deliver(ctx, job, s, steps)
+
     async def advance(self, job: Job, t: Click, s: Session, d: Advance) -> None:
         """Approve a stage: record who, when and which version; move on to the next stage."""
         ctx = self.ctx
         history_len = await ctx.repo.history_length(s)
-        approval = Approval(stage=d.stage, version=d.version, user_id=t.user_id, at=ctx.clock())
+        co = tuple(v.user_id for v in current_votes(s, d.stage, d.version, act="approve"))
+        approval = Approval(
+            stage=d.stage, version=d.version, user_id=t.user_id, at=ctx.clock(), co_approvers=co
+        )
         generating = d.to_status is Status.GENERATING
         # The notice first: it is the quick, visible answer to the click (the eager lane posts
         # it); the approved version losing its buttons and the card follow.
@@ -346,6 +263,7 @@ class Flows:
             status=d.to_status,
             version=0,
             approvals=(*s.approvals, approval),
+            votes=(),
             requested_changes=(),
             incorporated_until=history_len,
             stage_started_turn=history_len,

@@ -199,6 +199,11 @@ class Chat(Protocol):
 
     async def permalink(self, session: Session, ts: str) -> str | None: ...
 
+    async def group_members(self, group_id: str) -> frozenset[str]:
+        """The members of a user group now (empty if Slack won't say: nobody gains a right
+        by a failed lookup)."""
+        ...
+
     async def delete(self, session: Session, ts: str) -> None: ...
 
     async def ephemeral(

@@ -127,7 +127,12 @@ class Turn(BaseModel):
 
 
 class Approval(BaseModel):
-    """One approval of one stage's version: who, when, which version."""
+    """One approval of one stage's version: who, when, which version.
+
+    ``act``: ``approve``, or ``confirm`` for the video's spend confirmation (whose ``version``
+    is the plan). Under a quorum rule the approvals before the last are kept as the final
+    approval's ``co_approvers``.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -135,6 +140,34 @@ class Approval(BaseModel):
     version: int = Field(ge=1)
     user_id: str
     at: float
+    act: str = "approve"
+    co_approvers: tuple[str, ...] = ()
+
+
+MAX_QUORUM = 10
+
+
+class Rule(StrEnum):
+    OWNER = "owner"
+    ANYONE = "anyone"
+    NAMED = "named"
+    QUORUM = "quorum"
+
+
+class ApprovalPolicy(BaseModel):
+    """The approval rule of one session."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: Rule = Rule.OWNER
+    users: tuple[str, ...] = ()  # named: the people who may approve
+    group: str | None = None  # named: a user group whose members may approve
+    group_handle: str | None = None  # the group's @handle, to show it without pinging it
+    needed: int = Field(default=1, ge=1, le=MAX_QUORUM)  # quorum: approvals needed
+
+    @property
+    def votes_needed(self) -> int:
+        return self.needed if self.rule is Rule.QUORUM else 1
 
 
 class Session(BaseModel):
@@ -156,7 +189,8 @@ class Session(BaseModel):
     version: int = 0  # current version of the current stage (0 = none yet)
     plan: int = 0  # video: the newest cost plan shown for confirmation (0 = none)
     cancelled_by: str | None = None  # video: who cancelled the plan or the render
-    thread_ts: str | None = None  # ts of the session card (root of the thread)
+    thread_ts: str | None = None  # root of the session's thread (the card, or a mention)
+    card_ts: str | None = None  # the card, when it is a reply (a session started by a mention)
     story_message_ts: str | None = None  # the story message, edited in place
     extra_message_ts: tuple[str, ...] = ()  # continuation messages of a long story
     answered_until: int = 0  # history turns [0, answered_until) have had their answer
@@ -167,6 +201,8 @@ class Session(BaseModel):
     stage_started_turn: int = 0  # history turns from here on were made in the current stage
     requested_changes: tuple[str, ...] = ()  # bounded running list of changes asked for
     approvals: tuple[Approval, ...] = ()  # every stage approved so far, in order
+    policy: ApprovalPolicy = ApprovalPolicy()  # who may approve and confirm (approvals.py)
+    votes: tuple[Approval, ...] = ()  # quorum: approvals given so far that don't yet suffice
     spent_usd: float = 0.0  # paid work (images, video) actually billed for this session
     estimate_usd: float | None = None  # the paid generation under way: its estimated cost
     failure: str | None = None  # plain-words reason when status is FAILED
@@ -175,6 +211,11 @@ class Session(BaseModel):
     usage: Usage = Usage()
     created_at: float
     updated_at: float
+
+    @property
+    def card_at(self) -> str | None:
+        """The session card's ts: the thread's root, or its first reply (mention sessions)."""
+        return self.card_ts or self.thread_ts
 
     def approval(self, stage: Stage) -> Approval | None:
         """The approval that moved ``stage`` on, if it was approved."""

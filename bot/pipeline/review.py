@@ -7,7 +7,7 @@ no user text is embedded.
 
 from __future__ import annotations
 
-from bot.pipeline.models import Session, Stage, Status
+from bot.pipeline.models import Rule, Session, Stage, Status
 from bot.pipeline.stages import definition, spec
 
 
@@ -39,12 +39,39 @@ def unknown_session() -> str:
     )
 
 
+def _or_list(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def approvers_phrase(s: Session) -> str:
+    """Who may approve, as words: "<@U1> (who started this session)", "<@U2>, <@U3> or
+    members of @editors", "anyone in the channel", "2 people in the channel"."""
+    p = s.policy
+    if p.rule is Rule.OWNER:
+        return f"<@{s.owner_id}> (who started this session)"
+    if p.rule is Rule.NAMED:
+        names = [f"<@{u}>" for u in p.users]
+        if p.group:
+            names.append(f"members of {p.group_handle or 'the approvers group'}")
+        return _or_list(names) or "nobody (no approvers were named)"
+    if p.rule is Rule.QUORUM:
+        return f"{p.needed} different people in the channel"
+    return "anyone in the channel"
+
+
 def only_approvers(s: Session) -> str:
     confirming = s.stage is Stage.VIDEO and s.status is Status.AWAITING_CONFIRMATION
     what = "confirm spending on the video" if confirming else f"approve {_label(s.stage)}"
+    return f"Only {approvers_phrase(s)} can {what}. You can still give feedback in the thread."
+
+
+def already_voted(s: Session, act: str, have: int, needed: int) -> str:
+    what = "confirmed the spend" if act == "confirm" else f"approved {_label(s.stage)}"
     return (
-        f"Only <@{s.owner_id}>, who started this session, can {what}. "
-        "You can still give feedback in the thread."
+        f"You've already {what} — thank you. It needs {needed} approvals; "
+        f"{have} so far, so it's waiting for {needed - have} more."
     )
 
 

@@ -16,7 +16,9 @@ does I/O, so every stage, status and trigger is covered by a table test
 
 A button shown for another stage is refused ("already approved" / "stale"); so is one shown for
 an older version. Approval also needs ``may_approve`` (the approval rules) and, for a stage with
-items, every item made. ¹ A reply that plainly asks for a new version ("try again", "regenerate
+items, every item made; under a quorum rule an approval (or spend confirmation) short of the
+count is a ``Vote``, and a second one by the same person is refused.
+¹ A reply that plainly asks for a new version ("try again", "regenerate
 the story") retries a failed first generation. ² Retry re-runs what failed (``failed_op``).
 """
 
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.pipeline import review as say
+from bot.pipeline.approvals import current_votes
 from bot.pipeline.models import Session, Stage, Status
 from bot.pipeline.stages import definition, next_stage
 
@@ -86,6 +89,16 @@ class Advance:
 
 
 @dataclass(frozen=True)
+class Vote:
+    """Record one approval (``act`` approve) or spend confirmation (``act`` confirm) towards
+    a quorum that one more person's would not yet complete."""
+
+    stage: Stage
+    version: int
+    act: str
+
+
+@dataclass(frozen=True)
 class Answer:
     """Answer the thread's new feedback with the LLM (in the current stage's terms)."""
 
@@ -106,7 +119,7 @@ class Stop:
     stage: Stage
 
 
-Decision = Refuse | Generate | Advance | Answer | Note | Stop
+Decision = Refuse | Generate | Advance | Vote | Answer | Note | Stop
 
 
 def decide(
@@ -144,7 +157,7 @@ def decide(
     if e.act is Act.APPROVE:
         if missing:
             return Refuse(say.incomplete(s, list(missing)))
-        return _advance(s)
+        return _vote_or(s, e, s.version, "approve", _advance(s))
     if e.act is Act.REDO:
         if stage.item is None:
             return Refuse(say.not_redoable(s))
@@ -152,6 +165,17 @@ def decide(
             return Refuse(say.no_such_item(s, e.item or 0, items))
         return Generate(s.stage, Op.REDO, e.item)
     return Generate(s.stage, Op.REGENERATE)
+
+
+def _vote_or(s: Session, e: Event, version: int, act: str, then: Decision) -> Decision:
+    """Under a quorum rule, an approval short of the count is a vote; one person counts once."""
+    needed = s.policy.votes_needed
+    votes = current_votes(s, s.stage, version, act=act)
+    if any(v.user_id == e.user_id for v in votes):
+        return Refuse(say.already_voted(s, act, len(votes), needed))
+    if len(votes) + 1 < needed:
+        return Vote(s.stage, version, act)
+    return then
 
 
 def _advance(s: Session) -> Advance:
@@ -171,7 +195,7 @@ def _video(s: Session, e: Event, *, may_approve: bool, items: int) -> Decision:
         if not may_approve:
             return Refuse(say.only_approvers(s))
         if s.status is Status.AWAITING_CONFIRMATION and e.version == s.plan:
-            return Generate(Stage.VIDEO, Op.RENDER)
+            return _vote_or(s, e, s.plan, "confirm", Generate(Stage.VIDEO, Op.RENDER))
         if s.status in BUSY:
             return Refuse(say.already_rendering(s))
         if e.version != s.plan:
@@ -200,7 +224,7 @@ def _video(s: Session, e: Event, *, may_approve: bool, items: int) -> Decision:
             return Refuse(say.outdated_approve(s, e.version))
         return Refuse(say.outdated(s, e.version))
     if e.act is Act.APPROVE:
-        return _advance(s)
+        return _vote_or(s, e, s.version, "approve", _advance(s))
     if e.act is Act.REDO:
         if e.item is None or not 1 <= e.item <= items:
             return Refuse(say.no_such_item(s, e.item or 0, items))

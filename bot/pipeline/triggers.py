@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.pipeline.models import Stage
+from bot.pipeline.models import ApprovalPolicy, Stage
 
 
 class TriggerKind(StrEnum):
@@ -44,6 +44,10 @@ class StartSession(_Trigger):
     duration_s: int
     tone: str | None = None
     response_url: str | None = None
+    # The message to start the thread on (a mention of the app); None: a new card in the channel.
+    thread_ts: str | None = None
+    # The approval rule picked in the start modal; None: the workspace default.
+    policy: ApprovalPolicy | None = None
 
     @property
     def job_id(self) -> str:

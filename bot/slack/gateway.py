@@ -280,6 +280,16 @@ class SlackGateway:
         link = resp.get("permalink")
         return str(link) if isinstance(link, str) else None
 
+    async def group_members(self, group_id: str) -> frozenset[str]:
+        """A user group's members (``usergroups.users.list``); empty when Slack won't say."""
+        try:
+            resp = await self.call("usergroups_users_list", usergroup=group_id)
+        except (SlackApiError, *_TRANSIENT) as exc:
+            log.warning("could not list the members of %s: %s", group_id, exc)
+            return frozenset()
+        users = resp.get("users") or []
+        return frozenset(str(u) for u in users if isinstance(u, str))
+
     async def delete(self, session: Session, ts: str) -> None:
         try:
             await self.call("chat_delete", channel=session.channel_id, ts=ts)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bot.pipeline import review
-from bot.pipeline.approvals import may_approve
+from bot.pipeline.approvals import ApprovalPolicy, Rule, may_approve
 from bot.pipeline.models import Approval, Session, Stage, Status
 from bot.pipeline.stages import reviewed
 
@@ -39,9 +39,10 @@ def make_session(**changes: Any) -> Session:
 
 def test_only_the_owner_may_approve_by_default_and_anyone_with_the_policy() -> None:
     s = make_session()
-    assert may_approve(s, OWNER, policy="owner")
-    assert not may_approve(s, OTHER, policy="owner")
-    assert may_approve(s, OTHER, policy="anyone")
+    assert may_approve(s, OWNER)
+    assert not may_approve(s, OTHER)
+    anyone = make_session(policy=ApprovalPolicy(rule=Rule.ANYONE))
+    assert may_approve(anyone, OTHER)
 
 
 @pytest.mark.parametrize("stage", [d.stage for d in reviewed()])

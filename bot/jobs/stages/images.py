@@ -375,10 +375,10 @@ class ImagesStage:
         self._clear_spool(s, s.version + 1)
 
     async def _card(self, s: Session) -> None:
-        if s.thread_ts:
+        if s.card_at:
             with contextlib.suppress(Exception):
                 await self.ctx.gateway.update(
-                    s, s.thread_ts, blocks.session_card(s), best_effort=True
+                    s, s.card_at, blocks.session_card(s), best_effort=True
                 )
 
     def _spool_path(self, s: Session, field: str) -> Path:

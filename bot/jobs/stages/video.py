@@ -697,9 +697,9 @@ class VideoStage:
                 return
             with contextlib.suppress(SlackDeliveryError):
                 await show_message(self.ctx, job, s, slot, self._progress(s, run), best_effort=True)
-                if s.thread_ts:
+                if s.card_at:
                     card = blocks.session_card(s, progress=_card_progress(run))
-                    await self.ctx.gateway.update(s, s.thread_ts, card, best_effort=True)
+                    await self.ctx.gateway.update(s, s.card_at, card, best_effort=True)
 
     def _spool(self, s: Session, name: str) -> Path:
         path = self.ctx.spool / s.team_id / s.id / name.replace(":", "_")

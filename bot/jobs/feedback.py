@@ -1,0 +1,137 @@
+"""Thread replies: the LLM answers a thread's new feedback, in the current stage's terms, or the
+state table turns a reply that plainly asks for it into a new version.
+
+Replies that arrive while an answer is being written are answered together (coalesced): the
+answer covers every reply since the last one answered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from bot.jobs.context import FlowContext
+from bot.jobs.model import Deferred, Job
+from bot.llm.client import LLMError
+from bot.pipeline import prompts, stage_prompts
+from bot.pipeline import review as say
+from bot.pipeline.drafts import FeedbackAnswer
+from bot.pipeline.intent import wants_regenerate
+from bot.pipeline.models import Session, Stage, Turn, TurnRole, Usage
+from bot.pipeline.transitions import Act, Event, Generate, Note, decide
+from bot.pipeline.triggers import Feedback
+from bot.slack import blocks
+from storage.repository import Writes
+
+if TYPE_CHECKING:
+    from bot.jobs.flows import Flows
+
+log = logging.getLogger(__name__)
+
+
+async def answer_replies(flows: Flows, job: Job, t: Feedback) -> None:
+    """Answer a thread's new replies with the LLM (or carry out what they plainly ask)."""
+    ctx = flows.ctx
+    s = await ctx.repo.get(t.team_id, t.session_id)
+    if s is None or s.thread_ts is None:
+        return
+    if await flows.resume_if_mine(job, s):
+        return
+    history = await ctx.repo.history(s)
+    upto = len(history)
+    pending = [x for x in history[s.answered_until : upto] if x.role is TurnRole.USER]
+    if not pending:
+        return  # answered together with an earlier reply (coalesced)
+    slot = f"reply:{pending[-1].ts}"
+    asked = [wants_regenerate(x.text) for x in pending]
+    d = decide(s, Event(Act.REPLY, t.user_id, wants_regenerate=all(asked)), may_approve=False)
+    if isinstance(d, Note):
+        await ctx.gateway.post_once(
+            s,
+            slot,
+            blocks.ephemeral(d.text, trusted=True),
+            thread_ts=s.thread_ts,
+            recover=job.recover,
+        )
+        await ctx.commit(job, s, answered_until=upto)
+        return
+    if isinstance(d, Generate):
+        await flows.carry_out(job, s, d)
+        return
+    answer, usage = await _answer(ctx, job, s, history, pending)
+    if answer is None:
+        await ctx.gateway.post_once(
+            s,
+            slot,
+            blocks.ephemeral(say.no_answer(), trusted=True),
+            thread_ts=s.thread_ts,
+            recover=job.recover,
+        )
+        await ctx.commit(job, s, answered_until=upto)
+        return
+    authors = list(dict.fromkeys(x.user_id for x in pending if x.user_id))
+    await ctx.gateway.post_once(
+        s,
+        slot,
+        blocks.feedback_reply(answer.reply, authors),
+        thread_ts=s.thread_ts,
+        recover=job.recover,
+    )
+    turn = Turn(
+        role=TurnRole.ASSISTANT,
+        ts=pending[-1].ts,
+        text=answer.reply,
+        planned_changes=tuple(answer.planned_changes),
+        targets=tuple(sorted({n for n in answer.targets if 0 < n <= 100})),
+        stage=s.stage,
+    )
+    s = await ctx.commit(
+        job,
+        s,
+        answered_until=upto,
+        usage=s.usage + usage,
+        requested_changes=prompts.fold_changes(s.requested_changes, answer.planned_changes),
+        writes=Writes().add_turn(s, turn).forget_llm_result(job.id, slot),
+    )
+    if any(asked) or answer.wants_regenerate:
+        again = decide(s, Event(Act.REPLY, t.user_id, wants_regenerate=True), may_approve=False)
+        if isinstance(again, Generate):
+            await flows.carry_out(job, s, again)
+
+
+async def _answer(
+    ctx: FlowContext, job: Job, s: Session, history: list[Turn], pending: list[Turn]
+) -> tuple[FeedbackAnswer | None, Usage]:
+    step = f"reply:{pending[-1].ts}"
+    cached = await ctx.repo.cached_llm(job.id, step)
+    if cached:
+        data = json.loads(cached)
+        return FeedbackAnswer.model_validate(data["answer"]), Usage.model_validate(data["usage"])
+    if job.eager:
+        raise Deferred  # LLM calls are a worker's
+    # What was said before the new feedback in this stage: every turn up to the answered
+    # mark, and the answers given since (an answer is appended after replies that came in
+    # while it was being written, so it can sit past the mark).
+    upto = len(history)
+    context = history[s.stage_started_turn : s.answered_until] + [
+        t for t in history[s.answered_until : upto] if t.role is TurnRole.ASSISTANT
+    ]
+    if s.stage is Stage.STORY:
+        current = await ctx.repo.version(s, s.version) if s.version else None
+        messages = prompts.feedback_messages(
+            s, current.story if current else None, context, pending
+        )
+    else:
+        artifact = await ctx.stages[s.stage].describe(s)
+        messages = stage_prompts.stage_feedback_messages(s, s.stage, artifact, context, pending)
+    try:
+        answer, usage = await ctx.llm.answer_feedback(messages)
+    except LLMError as exc:
+        log.warning("feedback answer failed for %s: %s", s.id, exc)
+        return None, Usage()
+    await ctx.repo.cache_llm(
+        job.id, step, json.dumps({"answer": answer.model_dump(), "usage": usage.model_dump()})
+    )
+    ctx.crash.reach("after_llm")
+    return answer, usage
