@@ -31,6 +31,7 @@ from bot.services import HandlerServices
 from bot.slack.gateway import SlackGateway
 from bot.slack.uploads import Uploads
 from storage.connection import connect
+from storage.home import HomeMarks
 from storage.intake import Intake
 from storage.queue import JobQueue
 from storage.repository import Repository
@@ -222,6 +223,13 @@ def build_runtime(settings: Settings, redis_url: str, *, partner_pid: int | None
     )
     identity = BotIdentity(client)
     eager = EagerLane(flows, lease_s=settings.lease_s) if settings.eager else None
-    services = HandlerServices(settings=settings, intake=intake, crash=crash, eager=eager)
+    services = HandlerServices(
+        settings=settings,
+        intake=intake,
+        crash=crash,
+        eager=eager,
+        repo=repo,
+        home=HomeMarks(repo.scripts, ttl_s=repo.session_ttl_s),
+    )
     app = build_app(settings, services, client, identity)
     return Runtime(settings, redis, app, worker, llm, client, http, identity, images, speech, eager)

@@ -1,4 +1,4 @@
-"""`storyloop run` and `storyloop check`."""
+"""`storyloop run`, `storyloop check` and `storyloop console`."""
 
 from __future__ import annotations
 
@@ -60,10 +60,22 @@ def check() -> int:
     return asyncio.run(run_checks(settings))
 
 
+def console(redis_url: str | None = None) -> int:
+    """Try Storyloop without Slack: the real app with a terminal in place of Slack."""
+    from bot.console.main import run_console  # noqa: PLC0415 - only this command needs it
+
+    return run_console(redis_url)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="storyloop", description=__doc__)
-    parser.add_argument("command", choices=["run", "check"], nargs="?", default="run")
+    parser.add_argument("command", choices=["run", "check", "console"], nargs="?", default="run")
+    parser.add_argument(
+        "--redis-url", help="console only: use this Redis instead of starting its own"
+    )
     args = parser.parse_args(argv)
+    if args.command == "console":
+        return console(args.redis_url)
     return run() if args.command == "run" else check()
 
 

@@ -77,7 +77,14 @@ class Settings(BaseSettings):
     )
     # The listener shows a trigger's first change itself right after the ack (bot/jobs/eager.py).
     eager: bool = Field(default=True, validation_alias="STORYLOOP_EAGER")
+    # Thread answers stream into Slack (chat.startStream …) where the workspace allows it; off:
+    # they are shown by throttled edits of one message (bot/slack/streams.py).
+    stream_answers: bool = Field(default=True, validation_alias="STORYLOOP_STREAM_ANSWERS")
     crash_point: str | None = Field(default=None, validation_alias="STORYLOOP_CRASH_POINT")
+    # App Home (bot/jobs/home.py): how often the worker looks for Homes to publish, and how long
+    # a Home waits after its first change so that a burst of changes is one views.publish.
+    home_interval_s: float = Field(default=1.0, gt=0, validation_alias="STORYLOOP_HOME_INTERVAL")
+    home_settle_s: float = Field(default=2.0, ge=0, validation_alias="STORYLOOP_HOME_SETTLE")
 
     # Reference images: the OpenAI Images API (or any server that speaks it). Base URL and key
     # default to the LLM's. gpt-image-1, its mini and DALL·E are shut down.

@@ -23,8 +23,12 @@ POINTS = (
     "mid_poll",  # a clip is being polled
     "after_video_download",  # a clip's bytes are spooled; not yet uploaded
     "after_video_upload",  # the video is in the thread; its review message isn't
+    "stream_started",  # chat.startStream answered; its ts is not yet recorded in the ledger
+    "mid_stream",  # a streamed answer's ts is recorded and some text appended; not finished
 )
 STAGE_POINTS = POINTS[6:]  # reached only in the later stages (tests/chaos/test_stage_crashes.py)
+# Reached while a thread answer streams (tests/chaos/test_stream_crashes.py).
+STREAM_POINTS = ("stream_started", "mid_stream")
 
 
 class CrashPoints:

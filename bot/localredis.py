@@ -50,6 +50,9 @@ def start_local_redis(data_dir: str) -> tuple[str, subprocess.Popen[bytes]]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Its own session: Ctrl-C in the terminal reaches the app, which stops its worker
+        # (letting jobs finish) before it stops Redis — not Redis first.
+        start_new_session=True,
     )
     deadline = time.monotonic() + 10
     while not sock.exists():

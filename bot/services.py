@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 from bot.config import Settings
 from bot.crashpoints import CrashPoints
 from bot.pipeline.triggers import Trigger
+from storage.home import HomeMarks
 from storage.intake import Intake
+from storage.repository import Repository
 
 if TYPE_CHECKING:
     from bot.jobs.eager import EagerLane
@@ -23,6 +25,10 @@ class HandlerServices:
     intake: Intake
     crash: CrashPoints
     eager: EagerLane | None = None
+    # Read only in handlers: the Versions modal lists what is stored (handlers/versions.py).
+    repo: Repository | None = None
+    # The App Home's viewer marks (handlers/home.py): opening the tab records, the worker publishes.
+    home: HomeMarks | None = None
 
     async def record(self, trigger: Trigger) -> bool:
         """Durably record a command/click/modal trigger; False (logged) if storage failed.

@@ -11,12 +11,12 @@ import logging
 import re
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 
 from bot.pipeline.triggers import Approve, Cancel, Click, Confirm, Redo, Regenerate, Retry
 from bot.services import HandlerServices
 from bot.slack.actions import ActionId, parse_button
-from handlers import replies
+from handlers import replies, workspace
 
 log = logging.getLogger(__name__)
 ClickType = (
@@ -70,9 +70,15 @@ def parse_click(body: dict[str, Any]) -> Click | None:
 
 def register(app: AsyncApp, services: HandlerServices) -> None:
     async def handle_story_button(
-        ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond
+        ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
     ) -> None:
         """Record an Approve / Regenerate / Retry click."""
+        if workspace.is_foreign(context, workspace.payload_team(body), "click"):
+            await ack()
+            await respond(
+                text=replies.OTHER_WORKSPACE, response_type="ephemeral", replace_original=False
+            )
+            return
         click = parse_click(body)
         failed = click is not None and not await services.record(click)
         await ack()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.pipeline.request import RequestError, parse_command_text
 from bot.pipeline.triggers import StartSession, session_id_for
 from bot.services import HandlerServices
 from bot.slack import blocks
-from handlers import replies
+from handlers import replies, workspace
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,10 @@ def is_direct_message(channel_id: str, channel_name: str) -> bool:
 
 def register(app: AsyncApp, services: HandlerServices) -> None:
     async def handle_story_command(
-        ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient
+        ack: AsyncAck,
+        command: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
     ) -> None:
         """Start a story session from `/story`."""
         channel_id = str(command.get("channel_id", ""))
@@ -37,6 +40,9 @@ def register(app: AsyncApp, services: HandlerServices) -> None:
         if not (channel_id and team_id and user_id and trigger_id):
             await ack(response_type="ephemeral", text="That request was incomplete; try again.")
             return
+        if workspace.is_foreign(context, team_id, "command"):
+            await ack(response_type="ephemeral", text=replies.OTHER_WORKSPACE)
+            return
         if is_direct_message(channel_id, str(command.get("channel_name", ""))):
             await ack(response_type="ephemeral", text=replies.NO_DMS)
             return
@@ -45,7 +51,11 @@ def register(app: AsyncApp, services: HandlerServices) -> None:
             await ack()
             try:
                 await client.views_open(
-                    trigger_id=trigger_id, view=blocks.start_modal(channel_id=channel_id)
+                    trigger_id=trigger_id,
+                    view=blocks.start_modal(
+                        channel_id=channel_id,
+                        default_policy=services.settings.approval_policy,
+                    ),
                 )
             except Exception:
                 log.exception("views.open failed")

@@ -101,3 +101,47 @@ def eager(team_id: str, job_id: str) -> str:
 
 
 EAGER_TTL_S = 3600  # a job waits for a worker for seconds, not hours
+
+
+# --- App Home (bot/jobs/home.py): per-team indexes of sessions, and whose Home to re-publish ---
+HOME_TEAMS = "sl:home:teams"  # set: teams with someone who opened the Home (the publisher's list)
+HOME_RECENT_MAX = 100  # sessions kept in a team's "recent" index
+HOME_MINE_MAX = 50  # sessions kept in one person's index (each is read to sort it into groups)
+HOME_LINK_SLOT = "home:link"  # the session's thread permalink, kept in its delivery ledger
+
+
+def home_recent(team_id: str) -> str:
+    """Sorted set: session id → ``updated_at``; the team's most recently changed sessions."""
+    return f"{_t(team_id)}:home:recent"
+
+
+def home_mine(team_id: str, user_id: str) -> str:
+    """Sorted set: session id → ``updated_at``; sessions one person started, may approve or
+    approved."""
+    return f"{_t(team_id)}:home:u:{user_id}"
+
+
+def home_dirty(team_id: str) -> str:
+    """Sorted set: user → when (ms, Redis clock) their Home first changed since last published."""
+    return f"{_t(team_id)}:home:dirty"
+
+
+def home_viewers(team_id: str) -> str:
+    """Sorted set: user → when (ms) they last opened the Home; only they are published to."""
+    return f"{_t(team_id)}:home:viewers"
+
+
+def home_pages(team_id: str) -> str:
+    """Hash: user → the page of their Home they are on (set by its paging buttons)."""
+    return f"{_t(team_id)}:home:pages"
+
+
+def home_hashes(team_id: str) -> str:
+    """Hash: user → the ``hash`` Slack gave their last published Home (views.publish's guard
+    against an older render landing after a newer one)."""
+    return f"{_t(team_id)}:home:hash"
+
+
+def home_pause(team_id: str) -> str:
+    """Set (with the Retry-After as its expiry) when views.publish was rate limited."""
+    return f"{_t(team_id)}:home:pause"

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from bot.pipeline.artifacts import PaidItem
 from bot.pipeline.models import Session, Stage, StoryVersion, Turn
 from storage import keys
+from storage.home import involved
 from storage.scripts import Scripts
 
 VersionT = TypeVar("VersionT", bound=BaseModel)
@@ -91,6 +92,22 @@ class Writes:
         self._add("DEL", keys.items(session.team_id, session.id), "-", "-")
         return self
 
+    def with_home_index(self, session: Session) -> Writes:
+        """A copy that also files ``session`` in the App Home's indexes (the team's recent
+        sessions, and each involved person's) and marks those people's Homes to be published
+        again (``storage/home.py``). Every commit carries it, so an index can't miss a change."""
+        out = Writes(list(self.keys), list(self.ops))
+        team, score = session.team_id, repr(session.updated_at)
+        out._add("ZADD", keys.home_recent(team), session.id, score)
+        out._add("ZTRIM", keys.home_recent(team), str(keys.HOME_RECENT_MAX), "-")
+        out._add("VIEWERS", keys.home_viewers(team), "-", "-")
+        for user in involved(session):
+            mine = keys.home_mine(team, user)
+            out._add("ZADD", mine, session.id, score)
+            out._add("ZTRIM", mine, str(keys.HOME_MINE_MAX), "-")
+            out._add("DIRTY", keys.home_dirty(team), user, "-")
+        return out
+
 
 class Repository:
     def __init__(self, redis: Redis, *, session_ttl_s: int) -> None:
@@ -115,6 +132,7 @@ class Repository:
         expected = old.rev if old is not None else 0
         committed = new.model_copy(update={"rev": expected + 1})
         writes = writes or Writes()
+        writes = writes.with_home_index(committed)
         result = await self.scripts.run(
             "commit",
             [
@@ -174,6 +192,21 @@ class Repository:
             if str(field).startswith(prefix) and str(field)[len(prefix) :].isdigit()
         ]
         return sorted(found, key=lambda pair: pair[0])
+
+    async def stage_versions(
+        self, session: Session, stage: Stage, model: type[VersionT]
+    ) -> list[VersionT]:
+        """Every version of ``stage``, the story's too (kept under bare numbers), oldest first:
+        what the Versions modal lists."""
+        raw = await self.redis.hgetall(keys.versions(session.team_id, session.id))
+        prefix = "" if stage is Stage.STORY else f"{stage}:"
+        found = []
+        for name, value in raw.items():
+            field = str(name)
+            number = field[len(prefix) :] if field.startswith(prefix) else ""
+            if number.isdigit():
+                found.append((int(number), model.model_validate_json(value)))
+        return [version for _number, version in sorted(found, key=lambda pair: pair[0])]
 
     async def cancel_requested(self, session: Session) -> dict[str, str] | None:
         """A Cancel click recorded for the session: ``{"job": …, "user": …}``."""

@@ -20,6 +20,8 @@ NAMES = (
     "handoff",
     "item",
     "spend",
+    "home_open",
+    "home_take",
 )
 
 

@@ -11,11 +11,13 @@ from typing import Literal
 
 from bot.jobs.context import FlowContext
 from bot.jobs.model import Deferred, Job
+from bot.pipeline.approvals import current_votes
 from bot.pipeline.artifacts import ImageOutcome, ImageSetVersion
 from bot.pipeline.models import Session, Stage, Status
 from bot.slack import blocks
 from bot.slack.blocks import Rendered, StoryState
 from bot.slack.gateway import NotPostable, SlackDeliveryError
+from bot.slack.version_blocks import restored_notice
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +61,49 @@ async def _step(ctx: FlowContext, job: Job, s: Session, step: str) -> Session:
                 thread_ts=s.thread_ts,
                 recover=job.recover,
             )
+    elif kind == "vote":
+        await _vote_step(ctx, job, s, step)
+    elif kind == "restored":
+        await _restored_step(ctx, job, s, step)
     elif kind in ("approved", "review", "progress", "failure", "notice", "collected", "complete"):
         s = await _stage_step(ctx, job, s, step)
     elif kind in ("plan", "cancelled") and Stage.VIDEO in ctx.stages:
         s = await ctx.stages[Stage.VIDEO].step(job, s, step)
     return s
+
+
+async def _restored_step(ctx: FlowContext, job: Job, s: Session, step: str) -> None:
+    """``restored:{stage}:{n}:{source}:{user}``: who restored which version, in the thread."""
+    _, stage_name, number, source, user = [*step.split(":"), "", "", "", ""][:5]
+    if stage_name not in set(Stage) or not (number.isdigit() and source.isdigit() and user):
+        return
+    await ctx.gateway.post_once(
+        s,
+        step,
+        restored_notice(Stage(stage_name), user, int(source), int(number)),
+        thread_ts=s.thread_ts,
+        recover=job.recover,
+        fresh=job.eager,  # the eager lane just committed it under its lease: nobody posted it
+    )
+
+
+async def _vote_step(ctx: FlowContext, job: Job, s: Session, step: str) -> None:
+    """``vote:{stage}:{act}:{version}:{user}``: one approval towards a quorum, in the thread."""
+    _, stage_name, act, number, user = [*step.split(":"), "", "", "", ""][:5]
+    if stage_name not in set(Stage) or not number.isdigit():
+        return
+    stage = Stage(stage_name)
+    votes = current_votes(s, stage, int(number), act=act)
+    have = next((i for i, v in enumerate(votes, start=1) if v.user_id == user), None)
+    if have is None:
+        return  # the count moved on (a new version); the card shows where it stands
+    await ctx.gateway.post_once(
+        s,
+        step,
+        blocks.vote_notice(stage, act, int(number), user, have=have, needed=s.policy.votes_needed),
+        thread_ts=s.thread_ts,
+        recover=job.recover,
+    )
 
 
 async def _stage_step(ctx: FlowContext, job: Job, s: Session, step: str) -> Session:
@@ -78,7 +118,9 @@ async def _stage_step(ctx: FlowContext, job: Job, s: Session, step: str) -> Sess
         await gw.post_once(
             s,
             "approved" if stage is Stage.STORY else step,  # the story's slot predates the rest
-            blocks.approved_notice(stage, approval.user_id, approval.version),
+            blocks.approved_notice(
+                stage, approval.user_id, approval.version, co_approvers=approval.co_approvers
+            ),
             thread_ts=s.thread_ts,
             recover=job.recover,
             # The eager lane just committed the approval under its lease: nobody has posted it.

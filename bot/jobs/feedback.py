@@ -3,6 +3,11 @@ state table turns a reply that plainly asks for it into a new version.
 
 Replies that arrive while an answer is being written are answered together (coalesced): the
 answer covers every reply since the last one answered.
+
+The answer appears as the LLM writes it (``Chat.open_answer``: Slack's chat streaming, or
+throttled edits where a workspace can't stream) in the one message of its slot; a replay, or
+the job that answers a cut-off answer's reply together with later ones, finishes that message
+instead of starting another.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from bot.jobs.context import FlowContext
 from bot.jobs.model import Deferred, Job
+from bot.jobs.ports import AnswerDraft
 from bot.llm.client import LLMError
 from bot.pipeline import prompts, stage_prompts
 from bot.pipeline import review as say
@@ -59,25 +65,24 @@ async def answer_replies(flows: Flows, job: Job, t: Feedback) -> None:
     if isinstance(d, Generate):
         await flows.carry_out(job, s, d)
         return
-    answer, usage = await _answer(ctx, job, s, history, pending)
-    if answer is None:
-        await ctx.gateway.post_once(
-            s,
-            slot,
-            blocks.ephemeral(say.no_answer(), trusted=True),
-            thread_ts=s.thread_ts,
-            recover=job.recover,
-        )
-        await ctx.commit(job, s, answered_until=upto)
-        return
     authors = list(dict.fromkeys(x.user_id for x in pending if x.user_id))
-    await ctx.gateway.post_once(
+    shown = await ctx.gateway.open_answer(
         s,
         slot,
-        blocks.feedback_reply(answer.reply, authors),
-        thread_ts=s.thread_ts,
+        recipient_id=pending[-1].user_id or t.user_id,
+        after_ts=pending[0].ts,
+        draft=lambda text: blocks.feedback_reply_draft(text, authors),
+        stream=ctx.settings.stream_answers,
         recover=job.recover,
+        earlier=[f"reply:{x.ts}" for x in pending[:-1]],
+        reach=ctx.crash.reach,
     )
+    answer, usage = await _answer(ctx, job, s, history, pending, shown=shown)
+    if answer is None:
+        await shown.finish(blocks.ephemeral(say.no_answer(), trusted=True))
+        await ctx.commit(job, s, answered_until=upto)
+        return
+    await shown.finish(blocks.feedback_reply(answer.reply, authors))
     turn = Turn(
         role=TurnRole.ASSISTANT,
         ts=pending[-1].ts,
@@ -101,8 +106,16 @@ async def answer_replies(flows: Flows, job: Job, t: Feedback) -> None:
 
 
 async def _answer(
-    ctx: FlowContext, job: Job, s: Session, history: list[Turn], pending: list[Turn]
+    ctx: FlowContext,
+    job: Job,
+    s: Session,
+    history: list[Turn],
+    pending: list[Turn],
+    *,
+    shown: AnswerDraft,
 ) -> tuple[FeedbackAnswer | None, Usage]:
+    """The answer (cached if an earlier attempt got it: one LLM call per answer where it can
+    be), streamed into ``shown`` as the LLM writes it."""
     step = f"reply:{pending[-1].ts}"
     cached = await ctx.repo.cached_llm(job.id, step)
     if cached:
@@ -126,7 +139,7 @@ async def _answer(
         artifact = await ctx.stages[s.stage].describe(s)
         messages = stage_prompts.stage_feedback_messages(s, s.stage, artifact, context, pending)
     try:
-        answer, usage = await ctx.llm.answer_feedback(messages)
+        answer, usage = await ctx.llm.stream_feedback(messages, shown.show)
     except LLMError as exc:
         log.warning("feedback answer failed for %s: %s", s.id, exc)
         return None, Usage()

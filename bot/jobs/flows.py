@@ -15,6 +15,7 @@ from bot.jobs.delivery import deliver
 from bot.jobs.feedback import answer_replies
 from bot.jobs.generation import fail
 from bot.jobs.model import Job
+from bot.jobs.restore import restore
 from bot.jobs.stages.base import fail_stage
 from bot.jobs.stages.video import VideoStage
 from bot.pipeline import review as say
@@ -39,12 +40,14 @@ from bot.pipeline.triggers import (
     Feedback,
     Redo,
     Regenerate,
+    Restore,
     Retry,
     StartSession,
     TriggerKind,
 )
 from bot.slack import blocks
 from bot.slack.gateway import NotPostable, SlackDeliveryError
+from bot.slack.streams import AnswerLookupFailed
 from storage.repository import Writes
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,8 @@ class Flows:
             await self.start(job, t)
         elif isinstance(t, Feedback):
             await self.feedback(job, t)
+        elif isinstance(t, Restore):
+            await restore(self, job, t)  # the Versions modal's Restore (bot/jobs/restore.py)
         else:
             await self.click(job, t)
 
@@ -294,14 +299,21 @@ class Flows:
             return
         if isinstance(t, Feedback) and s is not None and s.thread_ts:
             try:
-                await self.ctx.gateway.post_once(
+                # The answer's slot may hold a half-streamed message: finish that one with
+                # the failure (stopping its stream), or post the failure if nothing is there.
+                answer = await self.ctx.gateway.open_answer(
                     s,
                     f"reply:{t.ts}",
-                    blocks.failure_final(reason),
-                    thread_ts=s.thread_ts,
+                    recipient_id=t.user_id,
+                    after_ts=t.ts,
+                    draft=lambda _text: blocks.failure_final(reason),
+                    stream=False,
                     recover=True,
+                    earlier=[],
+                    reach=self.ctx.crash.reach,
                 )
-            except (SlackDeliveryError, NotPostable):
+                await answer.finish(blocks.failure_final(reason))
+            except (SlackDeliveryError, NotPostable, AnswerLookupFailed):
                 # Posting in the thread is what keeps failing: tell the author privately.
                 await self.ctx.gateway.ephemeral(
                     channel_id=t.channel_id,
@@ -309,7 +321,7 @@ class Flows:
                     msg=blocks.ephemeral(reason),
                     thread_ts=s.thread_ts,
                 )
-        elif isinstance(t, Approve | Regenerate | Retry | Redo | Confirm | Cancel):
+        elif isinstance(t, Approve | Regenerate | Retry | Redo | Confirm | Cancel | Restore):
             await self.refuse(job, t, reason)
             return
         elif isinstance(t, StartSession):

@@ -15,12 +15,12 @@ unit tests' type check instead of the flows failing at run time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from bot.llm.client import Progress
+from bot.llm.client import Progress, ReplyProgress
 from bot.media.images import ImageMaker  # already a port: reused, not repeated
 from bot.pipeline.artifacts import PaidItem
 from bot.pipeline.drafts import FeedbackAnswer, StoryDraft
@@ -30,6 +30,7 @@ from bot.slack.blocks import Rendered
 from storage.repository import EagerState, Writes
 
 __all__ = [
+    "AnswerDraft",
     "Chat",
     "FileSharer",
     "ImageMaker",
@@ -159,6 +160,21 @@ class JobStore(SessionStore, Leases, Protocol):
     """The store as ``FlowContext`` holds it: the flows' part and the worker's part."""
 
 
+class AnswerDraft(Protocol):
+    """One thread answer on its way into Slack while the LLM writes it (``Chat.open_answer``).
+
+    ``show`` is given the answer's text so far (raw, unescaped; it may start over shorter after
+    an LLM retry) and shows what it can — streamed where Slack allows, throttled edits where not,
+    nothing at all in a fake. ``finish`` gives the slot's one message its final form (posting it
+    if nothing was shown yet) and returns its ts; like ``post_once`` it raises ``NotPostable`` or
+    ``SlackDeliveryError``.
+    """
+
+    async def show(self, text: str) -> None: ...
+
+    async def finish(self, msg: Rendered) -> str: ...
+
+
 class Chat(Protocol):
     """Messages in the session's channel and thread (``bot.slack.gateway.SlackGateway``).
 
@@ -179,6 +195,26 @@ class Chat(Protocol):
         recover: bool = False,
         fresh: bool = False,
     ) -> str: ...
+
+    async def open_answer(
+        self,
+        session: Session,
+        slot: str,
+        *,
+        recipient_id: str,
+        after_ts: str,
+        draft: Callable[[str], Rendered],
+        stream: bool = True,
+        recover: bool = False,
+        earlier: Sequence[str] = (),
+        reach: Callable[[str], None] | None = None,
+    ) -> AnswerDraft:
+        """The answer message for ``slot`` (a reply to ``recipient_id``'s feedback posted at
+        ``after_ts``), shown as it is written: Slack's chat streaming when ``stream`` and the
+        workspace allows it, else ``draft(text)`` edited in place. At most one message per slot:
+        a message an earlier attempt began — for this slot or one of the ``earlier`` slots it
+        now answers together — is taken over, never doubled. ``reach``: crash points."""
+        ...
 
     async def update(
         self, session: Session, ts: str, msg: Rendered, *, best_effort: bool = False
@@ -230,6 +266,12 @@ class Writer(Protocol):
     async def answer_feedback(
         self, messages: Sequence[ChatMessage]
     ) -> tuple[FeedbackAnswer, Usage]: ...
+
+    async def stream_feedback(
+        self, messages: Sequence[ChatMessage], on_reply: ReplyProgress
+    ) -> tuple[FeedbackAnswer, Usage]:
+        """``answer_feedback``, streamed: ``on_reply`` sees the reply text so far."""
+        ...
 
     async def structured(
         self, messages: Sequence[ChatMessage], model: type[ModelT], name: str | None = None

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from bot.jobs.delivery import deliver
 from bot.jobs.flows import Flows
+from bot.jobs.home import HomePublisher
 from bot.jobs.model import Job
 from bot.logs import correlation_id
 from bot.slack.gateway import LeaseLost, lease_guard
@@ -50,11 +51,15 @@ class Worker:
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(concurrency)
         self.processed = 0
+        self.home: HomePublisher | None = None
 
     async def start(self) -> None:
         await self.queue.ensure_group()
         self._loops = [asyncio.create_task(self._reader()) for _ in range(READERS)]
         self._loops.append(asyncio.create_task(self._reclaimer()))
+        self.home = HomePublisher.for_context(self.flows.ctx)  # the App Home (bot/jobs/home.py)
+        if self.home is not None:
+            self._loops.append(asyncio.create_task(self.home.run(self._stopping)))
 
     async def stop(self, grace_s: float = 20.0) -> None:
         """Stop taking work; running jobs get ``grace_s`` to finish; the rest is reclaimed later."""

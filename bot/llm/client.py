@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from bot.pipeline.drafts import SCHEMA_NAMES, FeedbackAnswer, StoryDraft
 from bot.pipeline.models import Usage
+from bot.pipeline.partial_json import FieldScanner
 from bot.pipeline.prompts import ChatMessage
 from bot.pipeline.stage_drafts import STAGE_SCHEMA_NAMES
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
 # Sees the parts of the text so far (joining them is left to the caller, who throttles).
 Progress = Callable[[Sequence[str]], Awaitable[None]]
+# Sees a streamed feedback answer's reply text so far.
+ReplyProgress = Callable[[str], Awaitable[None]]
 
 
 class StreamError(Exception):
@@ -235,16 +238,51 @@ class LLMClient:
         self, messages: Sequence[ChatMessage], on_progress: Progress | None = None
     ) -> tuple[StoryDraft, Usage]:
         """Stream a story; ``on_progress`` sees the text so far (the caller throttles)."""
+        return await self._streamed(messages, StoryDraft, lambda: on_progress)
+
+    async def stream_feedback(
+        self, messages: Sequence[ChatMessage], on_reply: ReplyProgress
+    ) -> tuple[FeedbackAnswer, Usage]:
+        """A feedback answer, streamed: ``on_reply`` sees its ``reply`` text so far, decoded
+        from the JSON as it arrives. A retried attempt starts again from the first word, so the
+        text it sees may then be shorter than before (the caller decides what to show)."""
+
+        def per_attempt() -> Progress:
+            scanner = FieldScanner("reply")
+            read = 0
+
+            async def on_text(parts: Sequence[str]) -> None:
+                nonlocal read
+                grew = False
+                for part in parts[read:]:
+                    grew = scanner.feed(part) or grew
+                read = len(parts)
+                if grew:
+                    await on_reply(scanner.text)
+
+            return on_text
+
+        return await self._streamed(messages, FeedbackAnswer, per_attempt)
+
+    async def _streamed(
+        self,
+        messages: Sequence[ChatMessage],
+        model: type[ModelT],
+        progress: Callable[[], Progress | None],
+    ) -> tuple[ModelT, Usage]:
+        """One structured answer of ``model``, streamed; ``progress()`` gives each attempt its
+        own callback (it sees the text parts so far). Same retries and limits as every call."""
         usage = Usage()
 
-        async def call() -> StoryDraft:
+        async def call() -> ModelT:
             nonlocal usage
+            on_progress = progress()
             text: list[str] = []
             stream: Any = self._client.chat.completions.with_streaming_response.create
             async with stream(
                 model=self.model,
                 messages=list(messages),
-                response_format=self._format(StoryDraft),
+                response_format=self._format(model),
                 stream=True,
                 stream_options={"include_usage": True},
             ) as response:
@@ -252,15 +290,15 @@ class LLMClient:
                 async for data in response.http_response.aiter_bytes():
                     for event in _stream_events(buffer, data):
                         if event.strip() == b"[DONE]":
-                            return parse_structured(StoryDraft, "".join(text))
+                            return parse_structured(model, "".join(text))
                         grew, found = _read_chunk(event, text)
                         usage = found or usage
                         if grew and on_progress is not None:
                             await on_progress(text)
-            return parse_structured(StoryDraft, "".join(text))
+            return parse_structured(model, "".join(text))
 
-        draft = await self._with_retries(call)
-        return draft, usage
+        answer = await self._with_retries(call)
+        return answer, usage
 
     async def answer_feedback(
         self, messages: Sequence[ChatMessage]

@@ -24,6 +24,8 @@ __all__ = ["ApprovalPolicy", "Rule", "may_approve", "named", "parse_policy"]
 MAX_NAMED = 20
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,30}")
 _GROUP_ID = re.compile(r"S[A-Z0-9]{2,30}")
+# A user group's @handle as Slack allows it: shown as plain text (it can't ping anyone).
+_HANDLE = re.compile(r"@[a-z0-9][a-z0-9._-]{0,79}")
 
 
 def parse_policy(text: str) -> ApprovalPolicy | None:
@@ -48,15 +50,19 @@ def parse_policy(text: str) -> ApprovalPolicy | None:
     return None
 
 
+def is_user_id(text: str) -> bool:
+    """A Slack user id (so ``<@…>`` around it is a mention, never a forged control)."""
+    return bool(_USER_ID.fullmatch(text))
+
+
 def named(
     users: tuple[str, ...] | list[str], group: str | None, group_handle: str | None = None
 ) -> ApprovalPolicy:
     """A ``named`` policy from what a person picked (ids validated, duplicates dropped)."""
     kept = tuple(dict.fromkeys(u for u in users if _USER_ID.fullmatch(u)))[:MAX_NAMED]
     grp = group if group and _GROUP_ID.fullmatch(group) else None
-    return ApprovalPolicy(
-        rule=Rule.NAMED, users=kept, group=grp, group_handle=group_handle if grp else None
-    )
+    handle = group_handle if grp and group_handle and _HANDLE.fullmatch(group_handle) else None
+    return ApprovalPolicy(rule=Rule.NAMED, users=kept, group=grp, group_handle=handle)
 
 
 def needs_group_lookup(s: Session, user_id: str) -> bool:

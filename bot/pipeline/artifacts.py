@@ -64,6 +64,9 @@ class ImageSetVersion(BaseModel):
     summary_of_changes: str = ""
     redo_of: int | None = None  # a Redo: the image index remade; the rest are kept
     created_at: float
+    # A restore (bot/jobs/restore.py): the version this one copies, and who asked for it.
+    restored_from: int | None = None
+    restored_by: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -99,6 +102,9 @@ class StoryboardVersion(BaseModel):
     feedback_ts: tuple[str, ...] = ()
     summary_of_changes: str = ""
     created_at: float
+    # A restore (bot/jobs/restore.py): the version this one copies, and who asked for it.
+    restored_from: int | None = None
+    restored_by: str | None = None
 
     @property
     def total_duration_s(self) -> int:
@@ -196,3 +202,6 @@ class VideoVersion(BaseModel):
     feedback_ts: tuple[str, ...] = ()
     redo_of: int | None = None
     created_at: float
+    # A restore (bot/jobs/restore.py): the version this one copies, and who asked for it.
+    restored_from: int | None = None
+    restored_by: str | None = None

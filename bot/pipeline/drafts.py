@@ -1,8 +1,10 @@
 """What the LLM is asked to return, and how a draft becomes a valid ``Story``.
 
 The schemas double as the JSON schema sent to the endpoint (structured outputs). ``to_story``
-makes any schema-valid draft renderable and true to the target duration: oversized text is
-clipped and scene durations are rescaled when they miss the target by more than 10%.
+makes any schema-valid draft true to the target duration — scene durations are rescaled when
+they miss the target by more than 10% — and drops nothing the LLM wrote: long text is shown
+whole across several Slack messages (``bot.slack.story_blocks``), and scenes beyond one per
+second of the target are merged into the last scene rather than cut.
 """
 
 from __future__ import annotations
@@ -12,11 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bot.pipeline.models import Scene, Story
 from bot.pipeline.request import clean_text
 
-MAX_TITLE = 150
-MAX_LOGLINE = 400
-MAX_NARRATIVE = 6000
-MAX_SCENE_TEXT = 1200
-MAX_SCENES = 30
+MAX_SCENES = 30  # what later stages plan from (one shot list / clip per scene at most)
 DURATION_TOLERANCE = 0.10
 
 
@@ -63,9 +61,18 @@ class FeedbackAnswer(BaseModel):
 SCHEMA_NAMES: dict[type[BaseModel], str] = {StoryDraft: "story", FeedbackAnswer: "feedback_reply"}
 
 
-def _clip(text: str, limit: int) -> str:
-    text = clean_text(text)
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+def _merge_overflow(scenes: list[SceneDraft], limit: int) -> list[SceneDraft]:
+    """At most ``limit`` scenes, the extra ones' words joined onto the last kept scene (a scene
+    needs a second of screen time, so a 30 s story has at most 30 of them)."""
+    if len(scenes) <= limit:
+        return scenes
+    kept, extra = scenes[: limit - 1], scenes[limit - 1 :]
+    merged = SceneDraft(
+        duration_s=sum(max(1, s.duration_s) for s in extra),
+        visuals=" / ".join(t for s in extra if (t := s.visuals.strip())),
+        voiceover=" ".join(t for s in extra if (t := s.voiceover.strip())),
+    )
+    return [*kept, merged]
 
 
 def fit_durations(durations: list[int], target_s: int) -> list[int]:
@@ -93,18 +100,18 @@ def fit_durations(durations: list[int], target_s: int) -> list[int]:
 
 def to_story(draft: StoryDraft, target_s: int) -> Story:
     """Turn a schema-valid draft into a story that renders and fits the duration."""
-    scenes = draft.scenes[:MAX_SCENES]
+    scenes = _merge_overflow(list(draft.scenes), max(1, min(MAX_SCENES, target_s)))
     durations = fit_durations([s.duration_s for s in scenes], target_s)
     return Story(
-        title=_clip(draft.title, MAX_TITLE) or "Untitled story",
-        logline=_clip(draft.logline, MAX_LOGLINE),
-        narrative=_clip(draft.narrative, MAX_NARRATIVE),
+        title=clean_text(draft.title) or "Untitled story",
+        logline=clean_text(draft.logline),
+        narrative=clean_text(draft.narrative),
         scenes=tuple(
             Scene(
                 number=i + 1,
                 duration_s=d,
-                visuals=_clip(s.visuals, MAX_SCENE_TEXT),
-                voiceover=_clip(s.voiceover, MAX_SCENE_TEXT),
+                visuals=clean_text(s.visuals),
+                voiceover=clean_text(s.voiceover),
             )
             for i, (s, d) in enumerate(zip(scenes, durations, strict=False))
         ),

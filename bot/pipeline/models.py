@@ -101,6 +101,9 @@ class StoryVersion(BaseModel):
     ] = ()  # Slack ts of the feedback turns this version took into account
     summary_of_changes: str = ""
     created_at: float
+    # A restore (bot/jobs/restore.py): the version this one copies, and who asked for it.
+    restored_from: int | None = None
+    restored_by: str | None = None
 
 
 class TurnRole(StrEnum):

@@ -7,6 +7,7 @@ no user text is embedded.
 
 from __future__ import annotations
 
+from bot.pipeline.approvals import is_user_id
 from bot.pipeline.models import Rule, Session, Stage, Status
 from bot.pipeline.stages import definition, spec
 
@@ -50,9 +51,11 @@ def approvers_phrase(s: Session) -> str:
     members of @editors", "anyone in the channel", "2 people in the channel"."""
     p = s.policy
     if p.rule is Rule.OWNER:
+        if not is_user_id(s.owner_id):
+            return "the person who started this session"
         return f"<@{s.owner_id}> (who started this session)"
     if p.rule is Rule.NAMED:
-        names = [f"<@{u}>" for u in p.users]
+        names = [f"<@{u}>" for u in p.users if is_user_id(u)]
         if p.group:
             names.append(f"members of {p.group_handle or 'the approvers group'}")
         return _or_list(names) or "nobody (no approvers were named)"
@@ -202,3 +205,46 @@ def no_answer() -> str:
 
 def gave_up() -> str:
     return "Sorry — that didn't work after several attempts. Please try again in a few minutes."
+
+
+# --- restoring a version (the Versions modal; bot/pipeline/versions.py decides) ---------------
+
+
+def restore_other_session() -> str:
+    return (
+        "That Restore button doesn't belong to this session's versions, so I didn't change "
+        "anything. Open Versions from the session's latest message."
+    )
+
+
+def restore_busy(s: Session) -> str:
+    return (
+        f"I'm making a new version of {_label(s.stage)} right now, so I didn't restore anything. "
+        "Open Versions again once it's shown."
+    )
+
+
+def restore_confirm_first(s: Session) -> str:
+    return (
+        "A video plan is waiting for confirmation: confirm or cancel it before restoring an "
+        "earlier video."
+    )
+
+
+def restore_moved_on(s: Session, seen: int) -> str:
+    return (
+        f"{_cap(_label(s.stage))} changed since you opened its versions (it was v{seen}, it's now "
+        f"v{s.version}), so I didn't restore anything. Open Versions again to see the latest list."
+    )
+
+
+def no_such_version(s: Session, version: int) -> str:
+    shown = f"v{version}" if version >= 1 else f"version numbered {version}"
+    return (
+        f"There is no {shown} of {_label(s.stage)} to restore — it has v1 to v{s.version}. "
+        "Nothing was changed."
+    )
+
+
+def already_current(s: Session, version: int) -> str:
+    return f"v{version} is already the current version of {_label(s.stage)} — nothing to restore."

@@ -25,6 +25,7 @@ class TriggerKind(StrEnum):
     REDO = "redo"
     CONFIRM = "confirm"
     CANCEL = "cancel"
+    RESTORE = "restore"
 
 
 class _Trigger(BaseModel):
@@ -116,9 +117,23 @@ class Cancel(_Click):
     kind: Literal[TriggerKind.CANCEL] = TriggerKind.CANCEL
 
 
-Click = Approve | Regenerate | Retry | Redo | Confirm | Cancel
+class Restore(_Click):
+    """Restore version ``version`` of ``stage`` as a new version: the Versions modal's button.
+
+    A click in a modal has no message: ``message_ts`` is the modal's view id, and the channel
+    is the stored session's. ``current`` is the stage's version when the modal was opened (a
+    restore that raced another change is refused); ``modal_session`` is the session the modal
+    was opened for (a button naming another one is refused).
+    """
+
+    kind: Literal[TriggerKind.RESTORE] = TriggerKind.RESTORE
+    current: int = Field(ge=0, le=10_000)
+    modal_session: str
+
+
+Click = Approve | Regenerate | Retry | Redo | Confirm | Cancel | Restore
 Trigger = Annotated[
-    StartSession | Feedback | Regenerate | Approve | Retry | Redo | Confirm | Cancel,
+    StartSession | Feedback | Regenerate | Approve | Retry | Redo | Confirm | Cancel | Restore,
     Field(discriminator="kind"),
 ]
 

@@ -14,21 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from bot.pipeline.approvals import approvers_of, current_votes
 from bot.pipeline.models import Session, Stage, Status, StoryVersion
+from bot.pipeline.review import approvers_phrase
 from bot.pipeline.stages import REGISTRY, definition, next_stage
 from bot.slack.actions import (
-    DEFAULT_DURATION_S,
-    DURATION_ACTION,
-    DURATION_BLOCK,
-    DURATION_CHOICES_S,
-    PROMPT_ACTION,
-    PROMPT_BLOCK,
-    PROMPT_MAX_CHARS,
-    START_MODAL_CALLBACK,
-    TONE_ACTION,
-    TONE_BLOCK,
     TONE_MAX_CHARS,
     ActionId,
     ButtonValue,
@@ -53,6 +44,7 @@ from bot.slack.stage_blocks import (
     unavailable_title,
     usd,
 )
+from bot.slack.start_blocks import start_modal
 from bot.slack.story_blocks import (
     BUTTON_TEXT_MAX_CHARS,
     FALLBACK_TEXT_MAX_CHARS,
@@ -67,7 +59,6 @@ from bot.slack.story_blocks import (
     button,
     context,
     one_line,
-    plain_text,
     rendered,
     section,
     story_messages,
@@ -108,6 +99,7 @@ __all__ = [
     "failure_final",
     "failure_message",
     "feedback_reply",
+    "feedback_reply_draft",
     "generating_placeholder",
     "image_file_title",
     "image_filename",
@@ -136,6 +128,7 @@ __all__ = [
     "video_progress",
     "video_progress_done",
     "video_review",
+    "vote_notice",
 ]
 
 PROMPT_EXCERPT_CHARS = 300
@@ -194,13 +187,15 @@ def session_card(
         lines.append(escape(truncate(one_line(progress), 300)))
     elif status := _status_line(session):
         lines.append(status)
+    if who := _approvers_line(session):
+        lines.append(who)
     # The latest approval of each stage: at most one line per stage, so the context block
-    # stays within Slack's 10 elements (tracker + status + 4 stages + 2 cost lines).
+    # stays within Slack's 10 elements (tracker + status + approvers + 4 stages + 2 costs;
+    # the links of a complete session replace the approvers line).
     for stage_def in REGISTRY:
         if approval := session.approval(stage_def.stage):
-            lines.append(
-                f"{stage_def.title} v{approval.version} approved by {mention(approval.user_id)}"
-            )
+            by = _and_list([mention(u) for u in approvers_of(session, stage_def.stage)])
+            lines.append(f"{stage_def.title} v{approval.version} approved by {by}")
     # A plan waiting for confirmation states its estimate in the status line; a cancelled one
     # has nothing under way to estimate.
     waiting = session.status in (Status.AWAITING_CONFIRMATION, Status.CANCELLED)
@@ -211,6 +206,29 @@ def session_card(
     if links:
         lines.append(" · ".join(_link(label, url) for label, url in links))
     return rendered(headline, [section("card_title", body), context("card_stages", *lines)])
+
+
+def _and_list(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _approvers_line(session: Session) -> str | None:
+    """Who may approve this session's steps, and — under a quorum — who already has."""
+    if session.stage is Stage.COMPLETE or session.status in (Status.DONE, Status.UNPOSTABLE):
+        return None
+    line = f"👥 Approves: {approvers_phrase(session)}"
+    confirming = session.status is Status.AWAITING_CONFIRMATION
+    votes = current_votes(
+        session,
+        session.stage,
+        session.plan if confirming else session.version,
+        act="confirm" if confirming else "approve",
+    )
+    if votes:
+        needed = session.policy.votes_needed
+        names = _and_list([mention(v.user_id) for v in votes])
+        line += f" — {len(votes)} of {needed} so far: {names}"
+    return line
 
 
 def _link(label: str, url: str | None) -> str:
@@ -316,9 +334,13 @@ def stage_updated_notice(stage: Stage, number: int, summary: str) -> Rendered:
     return rendered(text, [section(f"{stage}_updated", text)])
 
 
-def approved_notice(stage: Stage, user_id: str, version: int) -> Rendered:
-    """Thread notice for an approval: what starts next, or honestly that nothing can yet."""
-    text = f"✅ {stage_title(stage)} approved (v{version} by {mention(user_id)})!"
+def approved_notice(
+    stage: Stage, user_id: str, version: int, *, co_approvers: Sequence[str] = ()
+) -> Rendered:
+    """Thread notice for an approval: what starts next, or honestly that nothing can yet.
+    ``co_approvers``: under a quorum, the people whose approvals came first."""
+    by = _and_list([mention(u) for u in (*co_approvers, user_id)])
+    text = f"✅ {stage_title(stage)} approved (v{version} by {by})!"
     upcoming = definition(next_stage(stage))
     note: str | None = None
     if upcoming is None:
@@ -337,6 +359,21 @@ def approved_notice(stage: Stage, user_id: str, version: int) -> Rendered:
     return rendered(text, blocks)
 
 
+def vote_notice(
+    stage: Stage, act: str, version: int, user_id: str, *, have: int, needed: int
+) -> Rendered:
+    """Thread notice for one approval towards a quorum: who, which version, how many to go."""
+    what = (
+        f"confirmed the video plan {version}"
+        if act == "confirm"
+        else (f"approved {stage_title(stage)} v{version}")
+    )
+    text = (
+        f"👍 {mention(user_id)} {what} — {have} of {needed} approvals. {needed - have} more to go."
+    )
+    return rendered(text, [section("vote", text)])
+
+
 def feedback_reply(reply: str, author_ids: Sequence[str]) -> Rendered:
     """The assistant's answer to thread feedback, addressed to the people who gave it."""
     authors = list(dict.fromkeys(a for a in author_ids if a))
@@ -353,6 +390,14 @@ def feedback_reply(reply: str, author_ids: Sequence[str]) -> Rendered:
     if addressed:
         blocks.append(context("reply_authors", addressed))
     return rendered(answer or addressed or "…", blocks)
+
+
+def feedback_reply_draft(partial: str, author_ids: Sequence[str]) -> Rendered:
+    """An answer still being written, where it can't be streamed: the text so far (escaped,
+    like the answer) and a note that more is coming. ``feedback_reply`` replaces it."""
+    shown = feedback_reply(partial, author_ids)
+    note = context("reply_writing", "✍️ still writing…")
+    return rendered(shown.text, [*shown.blocks, note])
 
 
 def failure_message(session: Session, reason: str, *, retry_version: int) -> Rendered:
@@ -378,61 +423,3 @@ def ephemeral(text: str, *, trusted: bool = False) -> Rendered:
     (with intended mentions); everything else is escaped."""
     body = truncate(text if trusted else escape(text), SECTION_MAX_CHARS)
     return rendered(body, [section("ephemeral", body)])
-
-
-def start_modal(*, channel_id: str, prompt: str = "") -> dict[str, Any]:
-    """The "new story" modal; ``private_metadata`` carries the channel the story will live in."""
-    prompt_input: Block = {
-        "type": "plain_text_input",
-        "action_id": PROMPT_ACTION,
-        "multiline": True,
-        "max_length": PROMPT_MAX_CHARS,
-        "placeholder": plain_text("An eco water bottle launch, told by the bottle"),
-    }
-    if prompt.strip():
-        # Input values are not parsed as mrkdwn: escaping would show users "&amp;".
-        prompt_input["initial_value"] = prompt.strip()[:PROMPT_MAX_CHARS]
-    options = [
-        {"text": plain_text(f"{seconds} s"), "value": str(seconds)}
-        for seconds in DURATION_CHOICES_S
-    ]
-    initial = options[DURATION_CHOICES_S.index(DEFAULT_DURATION_S)]
-    return {
-        "type": "modal",
-        "callback_id": START_MODAL_CALLBACK,
-        "private_metadata": channel_id,
-        "title": plain_text("New story"),
-        "submit": plain_text("Start"),
-        "close": plain_text("Cancel"),
-        "blocks": [
-            {
-                "type": "input",
-                "block_id": PROMPT_BLOCK,
-                "label": plain_text("What is the story about?"),
-                "element": prompt_input,
-            },
-            {
-                "type": "input",
-                "block_id": DURATION_BLOCK,
-                "label": plain_text("Video length"),
-                "element": {
-                    "type": "static_select",
-                    "action_id": DURATION_ACTION,
-                    "options": options,
-                    "initial_option": initial,
-                },
-            },
-            {
-                "type": "input",
-                "block_id": TONE_BLOCK,
-                "optional": True,
-                "label": plain_text("Tone"),
-                "element": {
-                    "type": "plain_text_input",
-                    "action_id": TONE_ACTION,
-                    "max_length": TONE_MAX_CHARS,
-                    "placeholder": plain_text("e.g. playful, cinematic, heartfelt"),
-                },
-            },
-        ],
-    }

@@ -10,6 +10,7 @@ errors on a post are resolved by looking for the message before posting again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
@@ -22,6 +23,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.pipeline.models import Session
 from bot.slack.blocks import Rendered
+from bot.slack.streams import AnswerStreams, StreamedAnswer
 
 log = logging.getLogger(__name__)
 
@@ -216,13 +218,21 @@ class SlackGateway:
         return True
 
     async def update(
-        self, session: Session, ts: str, msg: Rendered, *, best_effort: bool = False
+        self,
+        session: Session,
+        ts: str,
+        msg: Rendered,
+        *,
+        best_effort: bool = False,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         """Edit a message we own (idempotent, so transient failures are simply retried).
 
         ``best_effort`` (live progress): a rate limit is not waited out — the edit is skipped,
-        so a busy workspace slows the progress display, never the story.
+        so a busy workspace slows the progress display, never the story. ``metadata``: give
+        the message its slot's metadata too (a streamed answer, which had none).
         """
+        extra = {"metadata": metadata} if metadata else {}
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 await self.call(
@@ -232,6 +242,7 @@ class SlackGateway:
                     ts=ts,
                     text=_text(msg),
                     blocks=msg.blocks,
+                    **extra,
                 )
                 return
             except _TRANSIENT as exc:
@@ -245,6 +256,44 @@ class SlackGateway:
                     log.error("chat.update %s in %s failed: %s", ts, session.channel_id, error)
                 raise SlackDeliveryError(str(error)) from None
         raise SlackDeliveryError(f"could not update {ts}")
+
+    def delivery_metadata(self, session: Session, slot: str) -> dict[str, Any]:
+        """The metadata every delivered message carries (what ``_find_posted`` looks for)."""
+        return {
+            "event_type": METADATA_EVENT,
+            "event_payload": {"session": session.id, "slot": slot},
+        }
+
+    @functools.cached_property
+    def answers(self) -> AnswerStreams:
+        """Thread answers shown as they are written (``bot/slack/streams.py``)."""
+        return AnswerStreams(self)
+
+    async def open_answer(
+        self,
+        session: Session,
+        slot: str,
+        *,
+        recipient_id: str,
+        after_ts: str,
+        draft: Callable[[str], Rendered],
+        stream: bool = True,
+        recover: bool = False,
+        earlier: Sequence[str] = (),
+        reach: Callable[[str], None] | None = None,
+    ) -> StreamedAnswer:
+        """An answer message shown while it is written: streamed, or edited (``streams``)."""
+        return await self.answers.open(
+            session,
+            slot,
+            recipient_id=recipient_id,
+            after_ts=after_ts,
+            draft=draft,
+            stream=stream,
+            recover=recover,
+            earlier=earlier,
+            reach=reach,
+        )
 
     async def sync_pages(
         self,

@@ -38,6 +38,7 @@ from bot.slack.story_blocks import (
     plain_text,
     rendered,
     section,
+    versions_button,
 )
 
 __all__ = [
@@ -179,6 +180,8 @@ def images_review(
     )
     if version.redo_of is not None:
         meta += f" · redo of image {version.redo_of}"
+    if version.restored_from is not None:
+        meta += f" · restored from v{version.restored_from}"
     blocks: list[Block] = [
         {"type": "header", "block_id": f"v{n}_title", "text": plain_text(title)},
         context(f"v{n}_meta", meta),
@@ -238,6 +241,8 @@ def _review_footer(
         buttons = [button(label, ActionId.REGENERATE, value)]
         if can_approve:
             buttons.insert(0, button("Approve", ActionId.APPROVE, value, style="primary"))
+        if n > 1:  # with one version there is nothing to compare or restore
+            buttons.append(versions_button(session, stage, n))
         # The version in the block id lets a click from a stale client be told apart.
         actions = {"type": "actions", "block_id": f"review_v{n}", "elements": buttons}
         return [actions, context(f"v{n}_hint", hint)]
@@ -272,6 +277,8 @@ def storyboard_messages(
         f"{_plural(len(version.shots), 'shot')} · {version.total_duration_s:,} s"
         f" (target {session.duration_s:,} s)"
     )
+    if version.restored_from is not None:
+        meta += f" · restored from v{version.restored_from}"
     head: list[Block] = [
         {"type": "header", "block_id": f"v{n}_title", "text": plain_text(title)},
         context(f"v{n}_meta", meta, f"Also attached as {storyboard_filename(version)}"),

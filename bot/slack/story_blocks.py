@@ -12,8 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.pipeline.models import Scene, Session, Story, StoryVersion
-from bot.slack.actions import ActionId, AnyButtonValue, ButtonValue
+from bot.pipeline.models import Scene, Session, Stage, Story, StoryVersion
+from bot.slack.actions import (
+    ActionId,
+    AnyButtonValue,
+    ButtonValue,
+    StageButtonValue,
+    VersionsAction,
+)
 from bot.slack.mrkdwn import escape, mention, split_text, truncate
 
 __all__ = [
@@ -110,6 +116,17 @@ def button(
     return element
 
 
+def versions_button(session: Session, stage: Stage, n: int) -> Block:
+    """Versions: list, compare and restore the stage's versions (a modal; see version_blocks).
+    Bound to the session, stage and the version the message shows, like a review button."""
+    return {
+        "type": "button",
+        "action_id": str(VersionsAction.OPEN),
+        "text": plain_text("Versions"),
+        "value": StageButtonValue(session=session.id, stage=stage, version=n).encode(),
+    }
+
+
 def block_text_length(blocks: object) -> int:
     """Characters of text in ``blocks``: what Slack's undocumented aggregate cap counts
     (every ``text`` string at any depth: sections, headers, context elements, buttons)."""
@@ -146,6 +163,8 @@ def story_messages(
         f"Story v{n} · target {session.duration_s:,} s · {story.word_count:,} words"
         f" · {version.usage.total_tokens:,} tokens"
     )
+    if version.restored_from is not None:
+        meta += f" · restored from v{version.restored_from}"
     head.append(context(f"v{n}_meta", meta))
     tail = _story_footer(session, n, state, approved_by or session.approved_by)
 
@@ -167,6 +186,8 @@ def _story_footer(session: Session, n: int, state: StoryState, approver: str | N
             button("Approve", ActionId.APPROVE, value, style="primary"),
             button("Regenerate", ActionId.REGENERATE, value),
         ]
+        if n > 1:  # with one version there is nothing to compare or restore
+            buttons.append(versions_button(session, Stage.STORY, n))
         # The version in the block id lets a click from a stale client be told apart.
         return [{"type": "actions", "block_id": f"review_v{n}", "elements": buttons}]
     if state == "approved":
@@ -180,6 +201,10 @@ def _story_footer(session: Session, n: int, state: StoryState, approver: str | N
 def _story_body(story: Story, n: int) -> list[Block]:
     """Logline, narrative and scenes as sections of at most 3,000 characters each."""
     texts: list[str] = []
+    title = escape(" ".join(story.title.split()))
+    if len(title) > HEADER_MAX_CHARS:
+        # The header holds 150 characters: a longer title is shown whole here too.
+        texts += split_text("*Title:* " + title, SECTION_MAX_CHARS)
     if story.logline.strip():
         texts += split_text("*Logline:* " + escape(story.logline), SECTION_MAX_CHARS)
     texts += split_text(escape(story.narrative), SECTION_MAX_CHARS)

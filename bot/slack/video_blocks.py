@@ -39,6 +39,7 @@ from bot.slack.story_blocks import (
     plain_text,
     rendered,
     section,
+    versions_button,
 )
 
 __all__ = [
@@ -332,6 +333,8 @@ def video_review(
     redo = version.redo_of if version.redo_of is not None else plan.redo_of
     if redo is not None:
         meta += f" · redo of scene {redo}"
+    if version.restored_from is not None:
+        meta += f" · restored from v{version.restored_from}"
     where = (
         "The finished MP4 is above; the separate clips are in the thread too."
         if version.file_id
@@ -388,7 +391,10 @@ def _review_footer(
 ) -> list[Block]:
     if state == "review":
         approve = button("Approve", ActionId.APPROVE, _value(session, n), style="primary")
-        actions = {"type": "actions", "block_id": f"review_v{n}", "elements": [approve]}
+        elements = [approve]
+        if n > 1:  # with one version there is nothing to compare or restore
+            elements.append(versions_button(session, VIDEO, n))
+        actions = {"type": "actions", "block_id": f"review_v{n}", "elements": elements}
         hint = (
             "Reply in the thread to say what to change — name the scene (e.g. “scene 2”)."
             " Redo asks for a new estimate first."

@@ -4,6 +4,10 @@
 -- ARGV[4] ttl (s), ARGV[5] number of ops, then per op: name, key index, arg1, arg2
 --   HSET k field value | RPUSH k value - | SET k value - | XADD k job-id payload | DEL k - -
 --   ADOPT early-replies-list history-key jobs-stream:session-id (see intake_feedback.lua)
+--   App Home index (storage/home.py): ZADD k member score | ZTRIM k keep - (the newest `keep`
+--   stay) | VIEWERS viewers-set - - (the set the DIRTY ops after it check) | DIRTY dirty-set
+--   user - (mark the user's Home to be published again, keeping the first mark's time, if
+--   they opened the Home within the ttl)
 -- Returns 1 committed, 0 revision conflict, -1 fence lost (another worker holds the session).
 if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[2] then
   return -1
@@ -22,6 +26,7 @@ redis.call('HSET', KEYS[1], 'rev', rev + 1, 'data', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ttl)
 local n = tonumber(ARGV[5])
 local i = 6
+local now_ms, viewers = nil, nil
 for _ = 1, n do
   local op, key, a, b = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
   if op == 'HSET' then
@@ -46,6 +51,23 @@ for _ = 1, n do
       redis.call('XADD', stream, '*', 'id', early.id, 'job', early.job, 'sid', sid)
     end
     redis.call('DEL', key)
+  elseif op == 'ZADD' then
+    redis.call('ZADD', key, b, a)
+    redis.call('EXPIRE', key, ttl)
+  elseif op == 'ZTRIM' then
+    redis.call('ZREMRANGEBYRANK', key, 0, -(tonumber(a) + 1))
+  elseif op == 'VIEWERS' then
+    viewers = key
+  elseif op == 'DIRTY' then
+    if now_ms == nil then
+      local t = redis.call('TIME')
+      now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    local seen = redis.call('ZSCORE', viewers, a)
+    if seen and tonumber(seen) >= now_ms - ttl * 1000 then
+      redis.call('ZADD', key, 'NX', now_ms, a)
+      redis.call('EXPIRE', key, ttl)
+    end
   else
     return redis.error_reply('unknown op ' .. op)
   end

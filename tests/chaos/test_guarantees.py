@@ -268,7 +268,10 @@ async def test_d_reset_after_accept_on_the_reply_post_gives_one_reply(
     replicas: Replicas,
     trace: Trace,
 ) -> None:
-    await one_replica(replicas, emu, chaos_env(emu, llm, redis_server.url))
+    # Answers posted with chat.postMessage (the path of a workspace that can't stream); the
+    # same fault on chat.startStream is tests/chaos/test_stream_crashes.py's.
+    env = chaos_env(emu, llm, redis_server.url, STORYLOOP_STREAM_ANSWERS="false")
+    await one_replica(replicas, emu, env)
     start, card, _story = await start_story(trace)
     sid = start.session or ""
     emu.reset_after_accept("chat.postMessage")
@@ -328,8 +331,10 @@ async def test_e_paused_worker_result_is_fenced_out(
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("in_flight", ["slow_slack", "rate_limited"])
+@pytest.mark.parametrize("method", ["chat.postMessage", "chat.startStream"])
 async def test_e2_paused_worker_in_flight_post_leaves_no_duplicate(
     in_flight: str,
+    method: str,
     emu: SlackEmulator,
     llm: FakeLLM,
     redis_server: RedisServer,
@@ -337,20 +342,23 @@ async def test_e2_paused_worker_in_flight_post_leaves_no_duplicate(
     replicas: Replicas,
     trace: Trace,
 ) -> None:
-    env = chaos_env(emu, llm, redis_server.url)
+    # The answer's first call in flight when its worker freezes: a post (a workspace that can't
+    # stream) or the start of a stream.
+    streams = "true" if method == "chat.startStream" else "false"
+    env = chaos_env(emu, llm, redis_server.url, STORYLOOP_STREAM_ANSWERS=streams)
     a = await one_replica(replicas, emu, env, "a")
     start, card, _story = await start_story(trace)
     sid = start.session or ""
-    posts = len(emu.calls_to("chat.postMessage"))
+    posts = len(emu.calls_to(method))
     if in_flight == "slow_slack":
-        emu.delay("chat.postMessage", 6)  # Slack applies a.'s reply post only after 6 s
-        trace.fault("slack_delay", "chat.postMessage 6 s")
+        emu.delay(method, 6)  # Slack applies a.'s first answer call only after 6 s
+        trace.fault("slack_delay", f"{method} 6 s")
     else:
-        emu.fail_next("chat.postMessage", status=429, retry_after=4)  # a. backs off 4 s
-        trace.fault("slack_429", "chat.postMessage, Retry-After 4")
+        emu.fail_next(method, status=429, retry_after=4)  # a. backs off 4 s
+        trace.fault("slack_429", f"{method}, Retry-After 4")
     reply = await trace.reply(card, "make it warmer")
-    await emu.wait_for(lambda: len(emu.calls_to("chat.postMessage")) > posts, timeout=10)
-    emu.delay("chat.postMessage", 0)
+    await emu.wait_for(lambda: len(emu.calls_to(method)) > posts, timeout=10)
+    emu.delay(method, 0)
     a.stop()  # ... and a. freezes past its lease with the post in flight
     trace.fault("sigstop", "replica a, reply post in flight")
     await one_replica(replicas, emu, env, "b")
@@ -362,6 +370,13 @@ async def test_e2_paused_worker_in_flight_post_leaves_no_duplicate(
     report = await settle_and_check(emu, redis, trace, replicas)
     report.assert_ok()
     assert len(session_slot(emu, sid, f"reply:{reply.ts}")) == 1
+    # A streamed message has no slot until it is finished: count every answer in the thread.
+    answers = [
+        m
+        for m in emu.thread(CHANNEL, card.ts)
+        if m.user == emu.bot_user_id and m.ts > reply.ts and not m.deleted
+    ]
+    assert len(answers) == 1, [m.text for m in answers]
 
 
 @pytest.mark.timeout(90)
@@ -435,13 +450,16 @@ async def test_f2_reply_gives_up_when_slack_refuses_every_post(
     env = chaos_env(emu, llm, redis_server.url, STORYLOOP_MAX_DELIVERIES="3")
     await one_replica(replicas, emu, env)
     _start, card, _story = await start_story(trace)
+    # A streamed answer starts with chat.startStream, falling back to chat.postMessage: both fail.
+    emu.fail_next("chat.startStream", status=500, count=1000)
     emu.fail_next("chat.postMessage", status=500, count=1000)
-    trace.fault("slack_500", "every chat.postMessage")
+    trace.fault("slack_500", "every chat.startStream and chat.postMessage")
     reply = await trace.reply(card, "make it warmer", user="U0BOB")
     await asyncio.sleep(6)  # three deliveries at a 1 s lease, and then some
-    attempts = len(emu.calls_to("chat.postMessage"))
+    attempts = len(emu.calls_to("chat.postMessage")) + len(emu.calls_to("chat.startStream"))
     await asyncio.sleep(4)
-    assert len(emu.calls_to("chat.postMessage")) == attempts, "still retrying"
+    now = len(emu.calls_to("chat.postMessage")) + len(emu.calls_to("chat.startStream"))
+    assert now == attempts, "still retrying"
     assert await redis.xlen(keys.JOBS_STREAM) == 0, "the reply job is still pending"
     # The author is told in plain words (an ephemeral: posting in the thread is what fails).
     told = [e for e in emu.ephemerals_for(reply.user) if e.source == "chat.postEphemeral"]

@@ -162,7 +162,7 @@ async def test_regenerate_button_replaces_story_in_place(
     assert current is not None
     text = block_text(current)
     assert "Story v2" in text and "add a running gag about the lid" in text
-    assert action_ids(current) == ["story_approve", "story_regenerate"]
+    assert action_ids(current) == ["story_approve", "story_regenerate", "stage_versions"]
     regenerating = [v for v in current.history if "Regenerating" in block_text(v)]
     assert regenerating and all(not action_ids(v) for v in regenerating)  # type: ignore[arg-type]
     assert len(by_slot(emu, "story")) == 1  # replaced in place, not re-posted

@@ -157,6 +157,10 @@ class FakeLLM(ImageGenerationMixin, VideoJobsMixin, SpeechMixin):
         self.tokens_per_second = tokens_per_second
         self.supports_json_schema = supports_json_schema
         self.responder: Responder | None = None
+        #: The ``reply`` of feedback answers (schema ``feedback_reply``) instead of the canned
+        #: "Got it — …"; the answer is then sent ASCII-only, so non-ASCII travels as ``\uXXXX``
+        #: escapes that the stream's 4-character tokens cut in half (as some models send it).
+        self.feedback_reply: str | None = None
         self.requests: list[RecordedRequest] = []
         self.prompt_tokens_log: list[int] = []
         self.story_requests_served = 0
@@ -575,7 +579,7 @@ class FakeLLM(ImageGenerationMixin, VideoJobsMixin, SpeechMixin):
                 self.story_requests_served = draft
             return _story_json(messages, draft)
         if name == "feedback_reply":
-            return _feedback_reply_json(messages)
+            return _feedback_reply_json(messages, self.feedback_reply)
         if name in {"image_plan", "image_redo", "storyboard"}:
             return self._image_stage_content(name, messages, count=count)
         response_format = body.get("response_format")
@@ -753,19 +757,19 @@ def _story_json(messages: list[Any], draft: int) -> str:
     )
 
 
-def _feedback_reply_json(messages: list[Any]) -> str:
+def _feedback_reply_json(messages: list[Any], reply: str | None = None) -> str:
     text = _last_user_text(messages)
     mention_lines = [ln.strip() for ln in text.splitlines() if ln.lstrip().startswith("<@")]
     feedback = mention_lines[-1] if mention_lines else text.strip()
     lowered = feedback.lower()
     return json.dumps(
         {
-            "reply": f"Got it — I'll work in: {feedback[:120]}",
+            "reply": reply if reply is not None else f"Got it — I'll work in: {feedback[:120]}",
             "planned_changes": [feedback[:100]],
             "wants_regenerate": any(phrase in lowered for phrase in _REGENERATE_PHRASES),
             "targets": sorted({int(a or b) for a, b in _TARGETS_RE.findall(feedback)}),
         },
-        ensure_ascii=False,
+        ensure_ascii=reply is not None,
     )
 
 

@@ -44,7 +44,10 @@ from tests.emulators.slack_files import (
     FileUploads,
     SlackFile,
 )
+from tests.emulators.slack_groups import UserGroups
+from tests.emulators.slack_home import PUBLISH, SlackHome
 from tests.emulators.slack_payloads import sign
+from tests.emulators.slack_shortcuts import deliver_global_shortcut, deliver_message_shortcut
 from tests.emulators.slack_state import (
     JSON,
     AckResult,
@@ -66,6 +69,8 @@ from tests.emulators.slack_state import (
     validate_blocks,
     validate_view,
 )
+from tests.emulators.slack_streams import APPEND_STREAM, START_STREAM, STOP_STREAM, ChatStreams
+from tests.emulators.slack_views import ModalActions
 
 __all__ = [
     "AckResult",
@@ -290,6 +295,14 @@ class SlackEmulator:
         self._stopping = False
         #: Files and the external upload flow (tickets, bytes, completion).
         self.uploads = FileUploads(self)
+        #: Clicks and selections inside open modals (container "view"; slack_views.py).
+        self.modals = ModalActions(self)
+        #: Chat streaming (chat.startStream/appendStream/stopStream): ``slack_streams.py``.
+        self.streams = ChatStreams(self)
+        #: The App Home: views.publish, app_home_opened, clicks in a Home (slack_home.py).
+        self.home = SlackHome(self)
+        #: User groups (usergroups.list / usergroups.users.list); tests add them.
+        self.usergroups = UserGroups(team_id)
         self._methods: dict[str, Callable[[JSON], JSON]] = {
             "auth.test": self._auth_test,
             "apps.connections.open": self._apps_connections_open,
@@ -310,6 +323,12 @@ class SlackEmulator:
             GET_UPLOAD_URL: self.uploads.get_upload_url_external,
             COMPLETE_UPLOAD: self.uploads.complete_upload_external,
             "files.info": self.uploads.files_info,
+            START_STREAM: self.streams.start_stream,
+            APPEND_STREAM: self.streams.append_stream,
+            STOP_STREAM: self.streams.stop_stream,
+            PUBLISH: self.home.views_publish,
+            "usergroups.list": self.usergroups.usergroups_list,
+            "usergroups.users.list": self.usergroups.usergroups_users_list,
         }
 
     # =========================================================================================
@@ -582,6 +601,9 @@ class SlackEmulator:
             return self._fault_reply(call, queue.popleft())
         if self._rate_limited(method, params):
             return self._fault_reply(call, _Fault(429, 1, "ratelimited"))
+        stream_wait = self.streams.retry_after(method)
+        if stream_wait is not None:
+            return self._fault_reply(call, _Fault(429, stream_wait, "ratelimited"))
         try:
             result: JSON = {"ok": True, **handler(params)}
         except _ApiError as exc:
@@ -782,6 +804,7 @@ class SlackEmulator:
             raise _ApiError("message_not_found")
         if msg.user != self.bot_user_id:
             raise _ApiError("cant_update_message")
+        self.streams.check_update(msg)
         text = params.get("text")
         if text is not None and len(str(text)) > MAX_UPDATE_TEXT:
             raise _ApiError("msg_too_long")
@@ -1719,6 +1742,7 @@ class SlackEmulator:
         if opened.closed:
             raise AssertionError(f"view {opened.id} is closed")
         submitter = user or opened.user or "U0ALICE"
+        response_urls = self._picked_channel_urls(opened.view, values, submitter)
         payload = payloads.view_submission_payload(
             team_id=self.team_id,
             app_id=self.app_id,
@@ -1729,6 +1753,7 @@ class SlackEmulator:
             view=opened.view,
             state_values=payloads.view_state_values(values),
         )
+        payload["response_urls"] = response_urls
         result = await self._deliver("interactive", payload, accepts_response_payload=True)
         if result.ok:
             action = result.get("response_action")
@@ -1754,6 +1779,84 @@ class SlackEmulator:
             elif action != "errors":
                 opened.closed = True
         return result
+
+    def _picked_channel_urls(
+        self, view: JSON, values: dict[str, dict[str, Any]], user: str
+    ) -> list[JSON]:
+        """Slack gives a response_url for each conversations_select with
+        ``response_url_enabled`` in a submitted modal (the picked channel's)."""
+        urls: list[JSON] = []
+        for block in view.get("blocks") or []:
+            element = block.get("element") or {}
+            if element.get("type") != "conversations_select":
+                continue
+            if not element.get("response_url_enabled"):
+                continue
+            state = (values.get(block.get("block_id", "")) or {}).get(element.get("action_id"))
+            channel = state.get("selected_conversation") if isinstance(state, dict) else None
+            if isinstance(channel, str) and channel:
+                urls.append(
+                    {
+                        "block_id": block["block_id"],
+                        "action_id": element["action_id"],
+                        "channel_id": channel,
+                        "response_url": self._new_response_url(channel=channel, user=user),
+                    }
+                )
+        return urls
+
+    async def suggest(
+        self,
+        view_id_or_view: str | JSON | OpenedView,
+        *,
+        block_id: str,
+        action_id: str,
+        value: str = "",
+        user: str | None = None,
+    ) -> AckResult:
+        """A human types into an external select of an open modal: Slack asks the app for
+        options (``block_suggestion``) and shows what the ack's ``options`` hold."""
+        opened = self._find_view(view_id_or_view)
+        asker = user or opened.user or "U0ALICE"
+        payload: JSON = {
+            "type": "block_suggestion",
+            "user": {"id": asker, "name": self.workspace.user(asker).name, "team_id": self.team_id},
+            "container": {"type": "view", "view_id": opened.id},
+            "api_app_id": self.app_id,
+            "token": "legacy-verification-token",
+            "block_id": block_id,
+            "action_id": action_id,
+            "value": value,
+            "team": {"id": self.team_id, "domain": "storyloop-test"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "view": opened.view,
+        }
+        return await self._deliver("interactive", payload, accepts_response_payload=True)
+
+    # --- shortcuts (tests/emulators/slack_shortcuts.py) ------------------------------------
+
+    async def global_shortcut(
+        self, callback_id: str, *, user: str = "U0ALICE", team_id: str | None = None
+    ) -> AckResult:
+        """A human picks the global shortcut ``callback_id``; ``team_id`` forges another
+        workspace. The app may answer with ``views.open`` using the payload's trigger_id."""
+        return await deliver_global_shortcut(self, callback_id, user=user, team_id=team_id)
+
+    async def message_shortcut(
+        self,
+        message_ts_or_message: str | StoredMessage,
+        callback_id: str,
+        *,
+        user: str = "U0ALICE",
+        channel: str | None = None,
+        team_id: str | None = None,
+    ) -> AckResult:
+        """A human picks the message shortcut ``callback_id`` on a stored message."""
+        target = self._click_target(message_ts_or_message, channel)
+        if not isinstance(target, StoredMessage) or target.deleted:
+            raise AssertionError("message shortcuts act on live messages only")
+        return await deliver_message_shortcut(self, target, callback_id, user=user, team_id=team_id)
 
 
 def _describe(predicate: Callable[[], Any]) -> str:

@@ -23,7 +23,7 @@ import re
 import struct
 import zlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,7 +36,7 @@ from bot.jobs.context import FlowContext
 from bot.jobs.delivery import deliver
 from bot.jobs.flows import Flows
 from bot.jobs.model import Job
-from bot.llm.client import LLMError, Progress
+from bot.llm.client import LLMError, Progress, ReplyProgress
 from bot.media.images import GeneratedImage, ImageError
 from bot.media.video import VideoError, VideoJob
 from bot.pipeline.artifacts import PaidItem
@@ -392,6 +392,27 @@ def action_ids(msg: Rendered) -> list[str]:
     return found
 
 
+class MemoryAnswer:
+    """``bot.jobs.ports.AnswerDraft`` of ``MemoryChat``: keeps the texts shown (``shown``) and
+    posts the answer's one message (``post_once``: a replay finds it) when it finishes."""
+
+    def __init__(self, chat: MemoryChat, session: Session, slot: str, *, recover: bool) -> None:
+        self.chat = chat
+        self.session = session
+        self.slot = slot
+        self.recover = recover
+        self.shown: list[str] = []
+        chat.answers.append(self)
+
+    async def show(self, text: str) -> None:
+        self.shown.append(text)
+
+    async def finish(self, msg: Rendered) -> str:
+        return await self.chat.post_once(
+            self.session, self.slot, msg, thread_ts=self.session.thread_ts, recover=self.recover
+        )
+
+
 class MemoryChat:
     """``bot.slack.gateway.SlackGateway`` over a list of messages; the ledger is the store."""
 
@@ -403,6 +424,7 @@ class MemoryChat:
         self.ephemerals: list[Ephemeral] = []
         self.deleted: list[str] = []
         self.not_postable: dict[str, str] = {}  # channel → error, e.g. "not_in_channel"
+        self.answers: list[MemoryAnswer] = []  # every answer opened, in order
         self._seq = 0
 
     def _ts(self) -> str:
@@ -448,6 +470,22 @@ class MemoryChat:
         if winner != ts:
             await self.delete(session, ts)
         return winner
+
+    async def open_answer(
+        self,
+        session: Session,
+        slot: str,
+        *,
+        recipient_id: str,
+        after_ts: str,
+        draft: Callable[[str], Rendered],
+        stream: bool = True,
+        recover: bool = False,
+        earlier: Sequence[str] = (),
+        reach: Callable[[str], None] | None = None,
+    ) -> MemoryAnswer:
+        """No streaming here: the text shown is kept, the answer posted once when finished."""
+        return MemoryAnswer(self, session, slot, recover=recover)
 
     def _find_posted(self, session: Session, slot: str, thread_ts: str | None) -> str | None:
         """``conversations.replies/history include_all_metadata``: our message for ``slot``
@@ -765,6 +803,17 @@ class ScriptedWriter:
     ) -> tuple[FeedbackAnswer, Usage]:
         self._call("feedback", messages)
         return (self.answers.popleft() if self.answers else feedback_answer()), self.USAGE
+
+    async def stream_feedback(
+        self, messages: Sequence[ChatMessage], on_reply: ReplyProgress
+    ) -> tuple[FeedbackAnswer, Usage]:
+        """``answer_feedback`` (same script, same call record), its reply shown in halves."""
+        answer, usage = await self.answer_feedback(messages)
+        half = len(answer.reply) // 2
+        for end in (half, len(answer.reply)):
+            if end:
+                await on_reply(answer.reply[:end])
+        return answer, usage
 
     async def structured(
         self, messages: Sequence[ChatMessage], model: type[ModelT], name: str | None = None

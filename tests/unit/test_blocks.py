@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bot.pipeline.approvals import ApprovalPolicy, Rule
 from bot.pipeline.models import (
     Approval,
     Scene,
@@ -21,10 +22,18 @@ from bot.pipeline.models import (
 from bot.pipeline.stages import REGISTRY
 from bot.slack import blocks as kit
 from bot.slack.actions import (
+    APPROVERS_BLOCK,
+    CHANNEL_ACTION,
+    CHANNEL_BLOCK,
     DURATION_ACTION,
     DURATION_BLOCK,
+    GROUP_ACTION,
+    GROUP_BLOCK,
     PROMPT_ACTION,
     PROMPT_BLOCK,
+    QUORUM_BLOCK,
+    RULE_ACTION,
+    RULE_BLOCK,
     START_MODAL_CALLBACK,
     TONE_ACTION,
     TONE_BLOCK,
@@ -189,7 +198,8 @@ def test_review_buttons_bind_session_and_version() -> None:
     (msg,) = kit.story_messages(session, make_version(3), state="review")
     (actions,) = actions_blocks(msg)
     assert actions["block_id"] == "review_v3"
-    approve, regenerate = actions["elements"]
+    approve, regenerate, versions = actions["elements"]
+    assert versions["action_id"] == "stage_versions"  # from v2 on: list, compare, restore
     assert approve["action_id"] == ActionId.APPROVE
     assert approve["style"] == "primary"
     assert approve["text"]["text"] == "Approve"
@@ -432,7 +442,8 @@ def test_session_card_lists_every_approval_with_its_title() -> None:
     msg = kit.session_card(session)
     assert_within_limits(msg)
     assert_only_intended_controls(msg, {f"<@{OWNER}>", "<@U0BOB>", "<@U0CAROL>"})
-    assert card_lines(msg)[2:] == [
+    assert card_lines(msg)[2] == f"👥 Approves: <@{OWNER}> (who started this session)"
+    assert card_lines(msg)[3:] == [
         "Story v1 approved by <@U0BOB>",
         "Reference images v2 approved by <@U0CAROL>",
         "Storyboard v1 approved by <@U0BOB>",
@@ -641,7 +652,8 @@ def test_start_modal_structure() -> None:
     assert view["submit"]["text"] == "Start"
     assert view["close"]["text"] == "Cancel"
     inputs = {b["block_id"]: b for b in view["blocks"]}
-    assert list(inputs) == [PROMPT_BLOCK, DURATION_BLOCK, TONE_BLOCK]
+    assert list(inputs)[:3] == [PROMPT_BLOCK, DURATION_BLOCK, TONE_BLOCK]
+    assert CHANNEL_BLOCK not in inputs, "opened in a channel: no channel picker"
 
     prompt = inputs[PROMPT_BLOCK]["element"]
     assert prompt["action_id"] == PROMPT_ACTION
@@ -661,6 +673,33 @@ def test_start_modal_structure() -> None:
     assert tone["optional"] is True
     assert tone["element"]["action_id"] == TONE_ACTION
     assert tone["element"]["max_length"] == 100
+    assert len(view["blocks"]) <= 100
+
+
+def test_start_modal_outside_a_channel_asks_for_one_first() -> None:
+    view = kit.start_modal(channel_id=None)
+    assert view["private_metadata"] == ""
+    first = view["blocks"][0]
+    assert first["block_id"] == CHANNEL_BLOCK
+    picker = first["element"]
+    assert picker["type"] == "conversations_select" and picker["action_id"] == CHANNEL_ACTION
+    assert picker["response_url_enabled"] is True
+    assert picker["filter"]["include"] == ["public", "private"]
+
+
+def test_start_modal_asks_who_approves_starting_at_the_workspace_default() -> None:
+    default = ApprovalPolicy(rule=Rule.QUORUM, needed=3)
+    view = kit.start_modal(channel_id="C0TALES", default_policy=default)
+    inputs = {b["block_id"]: b for b in view["blocks"]}
+    rule = inputs[RULE_BLOCK]["element"]
+    assert rule["action_id"] == RULE_ACTION
+    assert [o["value"] for o in rule["options"]] == ["owner", "anyone", "named", "quorum"]
+    assert rule["initial_option"]["value"] == "quorum"
+    assert inputs[QUORUM_BLOCK]["element"]["initial_value"] == "3"
+    assert inputs[APPROVERS_BLOCK]["element"]["type"] == "multi_users_select"
+    group = inputs[GROUP_BLOCK]["element"]
+    assert group["type"] == "external_select" and group["action_id"] == GROUP_ACTION
+    assert all(inputs[b]["optional"] for b in (APPROVERS_BLOCK, GROUP_BLOCK, QUORUM_BLOCK))
     assert len(view["blocks"]) <= 100
 
 

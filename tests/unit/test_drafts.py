@@ -1,4 +1,5 @@
-"""LLM drafts → stories: durations fit the target, oversized text is clipped, scenes renumbered."""
+"""LLM drafts → stories: durations fit the target, nothing the LLM wrote is dropped,
+scenes renumbered."""
 
 from __future__ import annotations
 
@@ -9,11 +10,7 @@ from pydantic import ValidationError
 
 from bot.pipeline.drafts import (
     DURATION_TOLERANCE,
-    MAX_LOGLINE,
-    MAX_NARRATIVE,
-    MAX_SCENE_TEXT,
     MAX_SCENES,
-    MAX_TITLE,
     FeedbackAnswer,
     SceneDraft,
     StoryDraft,
@@ -86,27 +83,30 @@ def test_any_durations_fit_the_target_within_tolerance(durations: list[int], tar
 # --- to_story ----------------------------------------------------------------------------------
 
 
-def test_oversized_draft_is_clipped_to_the_caps() -> None:
+def test_nothing_the_llm_wrote_is_dropped() -> None:
     huge = draft(
         title="T" * 5000,
         logline="L" * 5000,
         narrative="N" * 60_000,
-        scenes=[SceneDraft(duration_s=4, visuals="V" * 9000, voiceover="O" * 9000)] * 40,
+        scenes=[SceneDraft(duration_s=4, visuals=f"V{i}", voiceover=f"O{i}") for i in range(40)],
     )
     story = to_story(huge, 180)
-    assert len(story.title) <= MAX_TITLE
-    assert len(story.logline) <= MAX_LOGLINE
-    assert len(story.narrative) <= MAX_NARRATIVE
-    assert story.narrative.endswith("…")
+    assert story.title == "T" * 5000 and story.logline == "L" * 5000
+    assert story.narrative == "N" * 60_000
     assert len(story.scenes) == MAX_SCENES
-    assert all(len(s.visuals) <= MAX_SCENE_TEXT for s in story.scenes)
-    assert all(len(s.voiceover) <= MAX_SCENE_TEXT for s in story.scenes)
+    shown = " ".join(s.visuals + " " + s.voiceover for s in story.scenes)
+    assert all(f"V{i}" in shown and f"O{i}" in shown for i in range(40)), "merged, not cut"
 
 
-def test_text_within_caps_is_kept_but_trimmed() -> None:
-    story = to_story(draft(title="  The Bottle \n", narrative="x" * MAX_NARRATIVE), 30)
+def test_a_nine_thousand_character_narrative_is_kept_whole() -> None:
+    narrative = ("A bottle rolls across the desk. " * 300)[:9000]
+    assert to_story(draft(narrative=narrative), 30).narrative == narrative.strip()
+
+
+def test_text_is_kept_but_trimmed() -> None:
+    story = to_story(draft(title="  The Bottle \n", narrative="x" * 6000), 30)
     assert story.title == "The Bottle"
-    assert story.narrative == "x" * MAX_NARRATIVE
+    assert story.narrative == "x" * 6000
 
 
 def test_scenes_are_renumbered_from_one() -> None:

