@@ -15,19 +15,19 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ffmpeg \
     && rm -rf /var/lib/apt/lists/*
 
-# 1. Dependencies only. This layer depends on pyproject.toml alone, so editing the code does not
-#    reinstall them. The list is read from [project].dependencies, the single source of truth.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
-    && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+# 1. Dependencies only, exactly as requirements/app.lock pins them: every package ==, every file
+#    checked against its sha256, so each build installs the same thing (refresh: bash .ci/lock).
+#    This layer depends on the lock alone, so editing the code does not reinstall them.
+COPY requirements/app.lock requirements/app.lock
+RUN pip install --require-hashes -r requirements/app.lock
 
-# 2. The app itself (the dependencies are already in place).
-COPY README.md ./
+# 2. The app itself: nothing resolved (--no-deps), built with the locked setuptools
+#    (--no-build-isolation) instead of whatever is newest that day.
+COPY pyproject.toml README.md ./
 COPY bot/ bot/
 COPY handlers/ handlers/
 COPY storage/ storage/
-RUN pip install --no-deps . \
+RUN pip install --no-deps --no-build-isolation . \
     && rm -rf build ./*.egg-info
 
 # 3. Run as an unprivileged user. ./data holds the spool (paid media on its way to Slack) and,
