@@ -68,7 +68,9 @@ class Writes:
         return self
 
     def mark_done(self, job_id: str, marker: dict[str, Any]) -> Writes:
-        self._add("SET", keys.done(job_id), json.dumps(marker), "-")
+        # Read only while Slack or the queue may re-deliver the job: a day, not the session's
+        # lifetime (it names the session, so it must not outlive a deletion by months).
+        self._add("SET", keys.done(job_id), json.dumps(marker), str(keys.DEDUPE_TTL_S))
         return self
 
     def forget_llm_result(self, job_id: str, step: str) -> Writes:

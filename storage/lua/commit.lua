@@ -2,7 +2,7 @@
 -- KEYS[1] session hash, KEYS[2] session lock, KEYS[3..] keys named by the ops
 -- ARGV[1] expected rev, ARGV[2] fence token ('' = none held), ARGV[3] new session JSON,
 -- ARGV[4] ttl (s), ARGV[5] number of ops, then per op: name, key index, arg1, arg2
---   HSET k field value | RPUSH k value - | SET k value - | XADD k job-id payload | DEL k - -
+--   HSET k field value | RPUSH k value - | SET k value ttl ('-': the session's) | XADD k job-id payload | DEL k - -
 --   EXPIRE k - - (a key of the session's that this commit doesn't write: it lives as long)
 --   ADOPT early-replies-list history-key jobs-stream:session-id (see intake_feedback.lua)
 --   App Home index (storage/home.py): ZADD k member score (entries whose score — a session's
@@ -39,7 +39,7 @@ for _ = 1, n do
     redis.call('RPUSH', key, a)
     redis.call('EXPIRE', key, ttl)
   elseif op == 'SET' then
-    redis.call('SET', key, a, 'EX', ttl)
+    redis.call('SET', key, a, 'EX', b == '-' and ttl or tonumber(b))
   elseif op == 'XADD' then
     redis.call('XADD', key, '*', 'id', a, 'job', b)
   elseif op == 'DEL' then
