@@ -46,7 +46,7 @@ def test_parse_delete(text: str, expected: object) -> None:
     assert parse_delete(text) == expected
 
 
-def _session(policy: ApprovalPolicy = ApprovalPolicy()) -> Session:
+def _session(policy: ApprovalPolicy | None = None) -> Session:
     return Session(
         id=SID,
         team_id="T1",
@@ -54,7 +54,7 @@ def _session(policy: ApprovalPolicy = ApprovalPolicy()) -> Session:
         owner_id="U0OWNER",
         prompt="p",
         duration_s=30,
-        policy=policy,
+        policy=policy or ApprovalPolicy(),
         created_at=1.0,
         updated_at=1.0,
     )
