@@ -1,4 +1,4 @@
-"""`storyloop run`, `storyloop check` and `storyloop console`."""
+"""`storyloop run`, `storyloop check`, `storyloop console` and `storyloop export`."""
 
 from __future__ import annotations
 
@@ -67,15 +67,36 @@ def console(redis_url: str | None = None) -> int:
     return run_console(redis_url)
 
 
+def export(team: str | None, session: str | None, out: str | None, redis_url: str | None) -> int:
+    """Write one session, or all of a workspace's, as JSON (bot/export.py)."""
+    from bot.export import write_export  # noqa: PLC0415 - only this command needs it
+
+    if not team:
+        print("storyloop export needs --team T (the workspace id).", file=sys.stderr)
+        return 2
+    url = redis_url or _settings().redis_url
+    if url is None:
+        print("Set REDIS_URL or pass --redis-url: export reads the app's Redis.", file=sys.stderr)
+        return 2
+    return write_export(url, team, session, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="storyloop", description=__doc__)
-    parser.add_argument("command", choices=["run", "check", "console"], nargs="?", default="run")
     parser.add_argument(
-        "--redis-url", help="console only: use this Redis instead of starting its own"
+        "command", choices=["run", "check", "console", "export"], nargs="?", default="run"
     )
+    parser.add_argument(
+        "--redis-url", help="console and export: use this Redis (export: else REDIS_URL)"
+    )
+    parser.add_argument("--team", help="export: the workspace id (T…)")
+    parser.add_argument("--session", help="export: one session's id (default: all of them)")
+    parser.add_argument("--out", help="export: the file to write (default: standard output)")
     args = parser.parse_args(argv)
     if args.command == "console":
         return console(args.redis_url)
+    if args.command == "export":
+        return export(args.team, args.session, args.out, args.redis_url)
     return run() if args.command == "run" else check()
 
 

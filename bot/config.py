@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     llm_attempts: int = Field(default=3, ge=1, le=10, validation_alias="STORYLOOP_LLM_ATTEMPTS")
     llm_backoff_s: float = Field(default=1.0, ge=0, validation_alias="STORYLOOP_LLM_BACKOFF")
     max_deliveries: int = Field(default=5, ge=1, validation_alias="STORYLOOP_MAX_DELIVERIES")
-    session_ttl_days: int = Field(default=30, ge=1, validation_alias="STORYLOOP_SESSION_TTL_DAYS")
+    # Retention: a session and every key of it expire this long after its last activity.
+    session_ttl_days: int = Field(default=90, ge=1, validation_alias="STORYLOOP_SESSION_TTL_DAYS")
     progress_interval_s: float = Field(
         default=2.0, gt=0, validation_alias="STORYLOOP_PROGRESS_INTERVAL"
     )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from bot.config import Settings
 from bot.crashpoints import CrashPoints
-from bot.pipeline.triggers import Trigger
+from bot.pipeline.triggers import Trigger, TriggerKind
 from storage.home import HomeMarks
 from storage.intake import Intake
 from storage.repository import Repository
@@ -38,6 +38,8 @@ class HandlerServices:
         task runs once the handler has returned its ack.
         """
         lease_ms = self.eager.lease_ms if self.eager is not None else 0
+        if trigger.kind is TriggerKind.DELETE:
+            lease_ms = 0  # a worker deletes: it takes the lease even from a running render
         try:
             recorded = await self.intake.submit(trigger, eager_lease_ms=lease_ms)
         except Exception:

@@ -1,4 +1,5 @@
-"""`/story [duration] <prompt>`: validate, record durably, ack. No text opens the modal."""
+"""`/story [duration] <prompt>`: validate, record durably, ack. No text opens the modal.
+`/story delete <link or id>` deletes a session's data (handlers/deletion.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.pipeline.deletion import parse_delete
 from bot.pipeline.request import RequestError, parse_command_text
 from bot.pipeline.triggers import StartSession, session_id_for
 from bot.services import HandlerServices
 from bot.slack import blocks
 from handlers import replies, workspace
+from handlers.deletion import handle_delete
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +46,23 @@ def register(app: AsyncApp, services: HandlerServices) -> None:
         if workspace.is_foreign(context, team_id, "command"):
             await ack(response_type="ephemeral", text=replies.OTHER_WORKSPACE)
             return
+        text = str(command.get("text") or "")
+        if (delete := parse_delete(text)) is not None:
+            await handle_delete(
+                ack,
+                delete,
+                services,
+                team_id=team_id,
+                channel_id=channel_id,
+                user_id=user_id,
+                trigger_id=trigger_id,
+                response_url=command.get("response_url"),
+            )
+            return
         if is_direct_message(channel_id, str(command.get("channel_name", ""))):
             await ack(response_type="ephemeral", text=replies.NO_DMS)
             return
-        parsed = parse_command_text(str(command.get("text") or ""))
+        parsed = parse_command_text(text)
         if parsed is None:
             await ack()
             try:

@@ -43,6 +43,41 @@ def cancel(team_id: str, session_id: str) -> str:
     return f"{session(team_id, session_id)}:cancel"
 
 
+def tombstone(team_id: str, session_id: str) -> str:
+    """What is left of a deleted session (``/story delete``): who deleted it, when, and where
+    its card is — no content. Clicks on its old buttons read it to answer that the session is
+    gone, and a re-delivered job of the session reads it instead of starting over."""
+    return f"{session(team_id, session_id)}:deleted"
+
+
+TOMBSTONE_TTL_S = 30 * 24 * 3600  # a deleted session's buttons answer "deleted" this long
+
+
+def session_match(team_id: str) -> str:
+    """SCAN pattern of a workspace's keys under its sessions (the session hashes and their
+    siblings); ``is_session_key`` picks the hashes out (``storyloop export``)."""
+    return session(team_id, "*")
+
+
+def is_session_key(team_id: str, key: str) -> bool:
+    prefix = session(team_id, "")
+    return key.startswith(prefix) and ":" not in key[len(prefix) :]
+
+
+def session_keys(team_id: str, session_id: str) -> list[str]:
+    """Every key that holds a session's own data: they live and die together (the session's
+    TTL refreshes them all on each commit; ``/story delete`` removes them all). The lease
+    (lock), its fence counter, the hour-long Cancel signal and the tombstone are handled
+    apart."""
+    return [
+        session(team_id, session_id),
+        history(team_id, session_id),
+        versions(team_id, session_id),
+        messages(team_id, session_id),
+        items(team_id, session_id),
+    ]
+
+
 def version_field(stage: str, number: int) -> str:
     """A version's field in the versions hash: the story's are bare numbers (they came first)."""
     return str(number) if stage == "story" else f"{stage}:{number}"

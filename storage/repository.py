@@ -68,7 +68,9 @@ class Writes:
         return self
 
     def mark_done(self, job_id: str, marker: dict[str, Any]) -> Writes:
-        self._add("SET", keys.done(job_id), json.dumps(marker), "-")
+        # Read only while Slack or the queue may re-deliver the job: a day, not the session's
+        # lifetime (it names the session, so it must not outlive a deletion by months).
+        self._add("SET", keys.done(job_id), json.dumps(marker), str(keys.DEDUPE_TTL_S))
         return self
 
     def forget_llm_result(self, job_id: str, step: str) -> Writes:
@@ -90,6 +92,18 @@ class Writes:
     def forget_items(self, session: Session) -> Writes:
         """The paid items of a generation are only needed until its outcome is committed."""
         self._add("DEL", keys.items(session.team_id, session.id), "-", "-")
+        return self
+
+    def touch_session(self, session: Session) -> Writes:
+        """Give every key of the session the session's own expiry: a session expires as a whole,
+        its configured TTL after its last activity (every commit is activity), never piece by
+        piece — a version written on day one must not expire before the session it belongs to."""
+        team, sid = session.team_id, session.id
+        for key in keys.session_keys(team, sid)[1:]:  # [0] is the session hash: always written
+            self._add("EXPIRE", key, "-", "-")
+        self._add("EXPIRE", keys.fence(team, sid), "-", "-")
+        if session.thread_ts:
+            self._add("EXPIRE", keys.thread(team, session.channel_id, session.thread_ts), "-", "-")
         return self
 
     def with_home_index(self, session: Session) -> Writes:
@@ -131,8 +145,7 @@ class Repository:
         """Write ``new`` if the stored rev is still ``old.rev``; returns the committed session."""
         expected = old.rev if old is not None else 0
         committed = new.model_copy(update={"rev": expected + 1})
-        writes = writes or Writes()
-        writes = writes.with_home_index(committed)
+        writes = (writes or Writes()).with_home_index(committed).touch_session(committed)
         result = await self.scripts.run(
             "commit",
             [
@@ -260,6 +273,20 @@ class Repository:
         )
         return int(token)
 
+    async def seize(self, team_id: str, session_id: str, lease_ms: int) -> int:
+        """Take the lease even from a job that holds it (``/story delete``): that job is fenced
+        out. Returns the new fence token."""
+        token = await self.scripts.run(
+            "seize",
+            [
+                keys.lock(team_id, session_id),
+                keys.fence(team_id, session_id),
+                keys.session(team_id, session_id),
+            ],
+            [lease_ms, self.session_ttl_s, keys.DEDUPE_TTL_S],
+        )
+        return int(token)
+
     async def holds(self, team_id: str, session_id: str, token: int) -> bool:
         """Is the lease still ours? Checked before edits a stale worker must not make."""
         return await self.redis.get(keys.lock(team_id, session_id)) == str(token)
@@ -317,6 +344,52 @@ class Repository:
         pipe.expire(key, self.session_ttl_s)
         _, stored, _ = await pipe.execute()
         return str(stored)
+
+    # --- deletion (``/story delete``, bot/jobs/deletion.py) ---------------------------------
+    async def tombstone(self, team_id: str, session_id: str) -> dict[str, Any] | None:
+        """What is left of a deleted session: ``{"by", "at", "job", "channel", "card_ts",
+        "thread_ts"}``; None if it wasn't deleted."""
+        raw = await self.redis.get(keys.tombstone(team_id, session_id))
+        return dict(json.loads(raw)) if raw else None
+
+    async def unindex(self, session: Session) -> None:
+        """Take the session out of the workspace's indexes: its thread (replies there are no
+        longer feedback) and the App Home lists; the Homes of the people involved who look at
+        theirs are published again without it. Idempotent."""
+        team, sid = session.team_id, session.id
+        people = list(involved(session))
+        pipe = self.redis.pipeline(transaction=False)
+        if session.thread_ts:
+            pipe.delete(keys.thread(team, session.channel_id, session.thread_ts))
+        pipe.zrem(keys.home_recent(team), sid)
+        for user in people:
+            pipe.zrem(keys.home_mine(team, user), sid)
+        pipe.zmscore(keys.home_viewers(team), people)
+        *_, seen = await pipe.execute()
+        viewers = [user for user, score in zip(people, seen or [], strict=False) if score]
+        if viewers:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zadd(keys.home_dirty(team), dict.fromkeys(viewers, 0), lt=True)
+            pipe.expire(keys.home_dirty(team), self.session_ttl_s)
+            await pipe.execute()
+
+    async def erase(self, session: Session, *, fence: int, tombstone: dict[str, Any]) -> None:
+        """Delete every key of the session's data and leave its tombstone, only under the
+        lease ``fence`` (else ``CommitConflict``)."""
+        team, sid = session.team_id, session.id
+        result = await self.scripts.run(
+            "erase",
+            [
+                keys.lock(team, sid),
+                keys.tombstone(team, sid),
+                keys.fence(team, sid),
+                *keys.session_keys(team, sid),
+                keys.cancel(team, sid),
+            ],
+            [fence, json.dumps(tombstone), keys.TOMBSTONE_TTL_S],
+        )
+        if int(result) != 1:
+            raise CommitConflict("lease lost")
 
     # --- finished jobs ----------------------------------------------------------------------
     async def done(self, job_id: str) -> dict[str, Any] | None:

@@ -22,11 +22,17 @@ NAMES = (
     "spend",
     "home_open",
     "home_take",
+    "seize",
+    "erase",
 )
 
 
 # Scripts that use a shared Lua function get its file prepended (Redis has no includes).
-PRELUDES: dict[str, tuple[str, ...]] = {"acquire": ("lease",), "intake": ("lease",)}
+PRELUDES: dict[str, tuple[str, ...]] = {
+    "acquire": ("lease",),
+    "intake": ("lease",),
+    "seize": ("lease",),
+}
 
 
 @cache

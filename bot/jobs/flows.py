@@ -11,6 +11,7 @@ import logging
 
 from bot.jobs import stages
 from bot.jobs.context import FlowContext
+from bot.jobs.deletion import delete_session
 from bot.jobs.delivery import deliver
 from bot.jobs.feedback import answer_replies
 from bot.jobs.generation import fail
@@ -18,6 +19,7 @@ from bot.jobs.model import Job
 from bot.jobs.restore import restore
 from bot.jobs.stages.base import fail_stage
 from bot.jobs.stages.video import VideoStage
+from bot.pipeline import deletion
 from bot.pipeline import review as say
 from bot.pipeline.approvals import current_votes, may_approve, needs_group_lookup
 from bot.pipeline.models import Approval, Session, Stage, Status
@@ -37,6 +39,7 @@ from bot.pipeline.triggers import (
     Cancel,
     Click,
     Confirm,
+    DeleteSession,
     Feedback,
     Redo,
     Regenerate,
@@ -76,6 +79,18 @@ class Flows:
 
     async def run(self, job: Job) -> None:
         t = job.trigger
+        if isinstance(t, DeleteSession):
+            await delete_session(self.ctx, job, t)  # bot/jobs/deletion.py
+            return
+        gone = await self.ctx.repo.tombstone(t.team_id, t.session_id)
+        if gone is not None:
+            # Deleted (`/story delete`): a click hears so; a queued start or reply of the
+            # session ends here, never bringing it back.
+            if isinstance(t, Approve | Regenerate | Retry | Redo | Confirm | Cancel | Restore):
+                await self.refuse(job, t, deletion.deleted_session(gone.get("by")))
+            else:
+                await self.ctx.repo.mark_done(job.id, {"deliver": []})
+            return
         if isinstance(t, StartSession):
             await self.start(job, t)
         elif isinstance(t, Feedback):

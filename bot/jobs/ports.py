@@ -121,6 +121,20 @@ class SessionStore(Protocol):
         """Keep an LLM answer until its result is committed (first value wins)."""
         ...
 
+    # --- deletion (bot/jobs/deletion.py) ----------------------------------------------------
+    async def tombstone(self, team_id: str, session_id: str) -> dict[str, Any] | None:
+        """What is left of a deleted session (who, when, job, channel, card_ts), or None."""
+        ...
+
+    async def unindex(self, session: Session) -> None:
+        """Take the session out of the thread index and the App Home lists (idempotent)."""
+        ...
+
+    async def erase(self, session: Session, *, fence: int, tombstone: dict[str, Any]) -> None:
+        """Delete the session's data and leave ``tombstone``, only under the lease ``fence``
+        (else ``CommitConflict``)."""
+        ...
+
 
 class Leases(Protocol):
     """What the worker and the eager lane do around a job, through the same store: take,
@@ -134,6 +148,10 @@ class Leases(Protocol):
         self, team_id: str, session_id: str, lease_ms: int, *, job_id: str = ""
     ) -> int:
         """A new fence token (it only grows), or 0 while another job holds the session."""
+        ...
+
+    async def seize(self, team_id: str, session_id: str, lease_ms: int) -> int:
+        """A new fence token, taking the lease even from its holder (``/story delete``)."""
         ...
 
     async def renew(self, team_id: str, session_id: str, token: int, lease_ms: int) -> bool: ...
@@ -238,6 +256,11 @@ class Chat(Protocol):
     async def group_members(self, group_id: str) -> frozenset[str]:
         """The members of a user group now (empty if Slack won't say: nobody gains a right
         by a failed lookup)."""
+        ...
+
+    async def is_admin(self, user_id: str) -> bool:
+        """Is the person a workspace admin or owner now (False if Slack won't say: nobody
+        gains a right by a failed lookup)."""
         ...
 
     async def delete(self, session: Session, ts: str) -> None: ...

@@ -20,6 +20,7 @@ from bot.jobs.flows import Flows
 from bot.jobs.home import HomePublisher
 from bot.jobs.model import Job
 from bot.logs import correlation_id
+from bot.pipeline.triggers import TriggerKind
 from bot.slack.gateway import LeaseLost, lease_guard
 from storage.intake import TRIGGER
 from storage.queue import JobQueue, QueuedJob
@@ -139,7 +140,11 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat(queued.entry_id, team, sid, lease))
         fence = 0
         try:
-            fence = await self._acquire(team, sid, queued.job_id, heartbeat)
+            if trigger.kind is TriggerKind.DELETE:
+                # A delete doesn't wait for a render holding the session: it fences it out.
+                fence = await self.repo.seize(team, sid, self.lease_ms)
+            else:
+                fence = await self._acquire(team, sid, queued.job_id, heartbeat)
             if fence == 0:
                 return  # another worker took the job over while we waited
             lease.fence = fence

@@ -26,6 +26,7 @@ class TriggerKind(StrEnum):
     CONFIRM = "confirm"
     CANCEL = "cancel"
     RESTORE = "restore"
+    DELETE = "delete"
 
 
 class _Trigger(BaseModel):
@@ -131,9 +132,32 @@ class Restore(_Click):
     modal_session: str
 
 
+class DeleteSession(_Trigger):
+    """`/story delete <link or id>`: remove the session's data. ``channel_id`` is where the
+    command was typed (the session's own channel is read from the session)."""
+
+    kind: Literal[TriggerKind.DELETE] = TriggerKind.DELETE
+    session_id: str
+    command_id: str  # the command's trigger_id: one job per command (Slack doesn't retry them)
+    response_url: str | None = None
+
+    @property
+    def job_id(self) -> str:
+        return f"delete:{self.team_id}:{self.session_id}:{self.user_id}:{self.command_id}"
+
+
 Click = Approve | Regenerate | Retry | Redo | Confirm | Cancel | Restore
 Trigger = Annotated[
-    StartSession | Feedback | Regenerate | Approve | Retry | Redo | Confirm | Cancel | Restore,
+    StartSession
+    | Feedback
+    | Regenerate
+    | Approve
+    | Retry
+    | Redo
+    | Confirm
+    | Cancel
+    | Restore
+    | DeleteSession,
     Field(discriminator="kind"),
 ]
 

@@ -339,6 +339,17 @@ class SlackGateway:
         users = resp.get("users") or []
         return frozenset(str(u) for u in users if isinstance(u, str))
 
+    async def is_admin(self, user_id: str) -> bool:
+        """A workspace admin or owner (``users.info``, needs ``users:read``); False when Slack
+        won't say."""
+        try:
+            resp = await self.call("users_info", user=user_id)
+        except (SlackApiError, *_TRANSIENT) as exc:
+            log.warning("could not look up %s: %s", user_id, exc)
+            return False
+        user = resp.get("user") or {}
+        return bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
+
     async def delete(self, session: Session, ts: str) -> None:
         try:
             await self.call("chat_delete", channel=session.channel_id, ts=ts)

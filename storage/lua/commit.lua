@@ -2,9 +2,12 @@
 -- KEYS[1] session hash, KEYS[2] session lock, KEYS[3..] keys named by the ops
 -- ARGV[1] expected rev, ARGV[2] fence token ('' = none held), ARGV[3] new session JSON,
 -- ARGV[4] ttl (s), ARGV[5] number of ops, then per op: name, key index, arg1, arg2
---   HSET k field value | RPUSH k value - | SET k value - | XADD k job-id payload | DEL k - -
+--   HSET k field value | RPUSH k value - | SET k value ttl ('-': the session's) | XADD k job-id payload | DEL k - -
+--   EXPIRE k - - (a key of the session's that this commit doesn't write: it lives as long)
 --   ADOPT early-replies-list history-key jobs-stream:session-id (see intake_feedback.lua)
---   App Home index (storage/home.py): ZADD k member score | ZTRIM k keep - (the newest `keep`
+--   App Home index (storage/home.py): ZADD k member score (entries whose score — a session's
+--   last change — is more than the ttl older than this one are of expired sessions: dropped)
+--   | ZTRIM k keep - (the newest `keep`
 --   stay) | VIEWERS viewers-set - - (the set the DIRTY ops after it check) | DIRTY dirty-set
 --   user - (mark the user's Home to be published again, keeping the first mark's time, if
 --   they opened the Home within the ttl)
@@ -36,11 +39,13 @@ for _ = 1, n do
     redis.call('RPUSH', key, a)
     redis.call('EXPIRE', key, ttl)
   elseif op == 'SET' then
-    redis.call('SET', key, a, 'EX', ttl)
+    redis.call('SET', key, a, 'EX', b == '-' and ttl or tonumber(b))
   elseif op == 'XADD' then
     redis.call('XADD', key, '*', 'id', a, 'job', b)
   elseif op == 'DEL' then
     redis.call('DEL', key)
+  elseif op == 'EXPIRE' then
+    redis.call('EXPIRE', key, ttl)
   elseif op == 'ADOPT' then
     -- Replies that came before the thread was indexed join the history and the queue now.
     local stream, sid = string.match(b, '^(.*):([^:]+)$')
@@ -53,6 +58,7 @@ for _ = 1, n do
     redis.call('DEL', key)
   elseif op == 'ZADD' then
     redis.call('ZADD', key, b, a)
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. tostring(tonumber(b) - ttl))
     redis.call('EXPIRE', key, ttl)
   elseif op == 'ZTRIM' then
     redis.call('ZREMRANGEBYRANK', key, 0, -(tonumber(a) + 1))

@@ -73,6 +73,8 @@ class User:
     real_name: str = ""
     is_bot: bool = False
     tz: str = "Etc/UTC"
+    is_admin: bool = False  # a workspace admin (users.info ``is_admin``)
+    is_owner: bool = False  # a workspace owner (``is_owner``)
 
     def to_api(self, team_id: str) -> JSON:
         """Minimal ``users.info`` user object (SLACK.md §4.3)."""
@@ -83,6 +85,8 @@ class User:
             "name": self.name,
             "real_name": real,
             "is_bot": self.is_bot,
+            "is_admin": self.is_admin,
+            "is_owner": self.is_owner,
             "deleted": False,
             "tz": self.tz,
             "profile": {"display_name": self.name, "real_name": real},

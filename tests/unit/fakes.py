@@ -253,6 +253,10 @@ class MemoryStore:
         self.set_string(lock, str(token))
         return token
 
+    async def seize(self, team_id: str, session_id: str, lease_ms: int) -> int:
+        self.delete(keys.lock(team_id, session_id))
+        return await self.acquire(team_id, session_id, lease_ms)
+
     async def holds(self, team_id: str, session_id: str, token: int) -> bool:
         return self.string(keys.lock(team_id, session_id)) == str(token)
 
@@ -290,6 +294,24 @@ class MemoryStore:
     async def eager_state(self, team_id: str, job_id: str) -> EagerState | None:
         raw = self.string(keys.eager(team_id, job_id))
         return EagerState(raw) if raw in set(EagerState) else None
+
+    # --- deletion (erase.lua) -----------------------------------------------------------------
+    async def tombstone(self, team_id: str, session_id: str) -> dict[str, Any] | None:
+        raw = self.string(keys.tombstone(team_id, session_id))
+        return dict(json.loads(raw)) if raw else None
+
+    async def unindex(self, session: Session) -> None:
+        if session.thread_ts:
+            self.delete(keys.thread(session.team_id, session.channel_id, session.thread_ts))
+
+    async def erase(self, session: Session, *, fence: int, tombstone: dict[str, Any]) -> None:
+        team, sid = session.team_id, session.id
+        if self.string(keys.lock(team, sid)) != str(fence):
+            raise CommitConflict("lease lost")
+        if self.string(keys.tombstone(team, sid)) is None:
+            self.set_string(keys.tombstone(team, sid), json.dumps(tombstone))
+        for key in [*keys.session_keys(team, sid), keys.cancel(team, sid)]:
+            self.delete(key)
 
     # --- finished jobs and cached LLM answers -----------------------------------------------
     async def done(self, job_id: str) -> dict[str, Any] | None:
@@ -425,6 +447,7 @@ class MemoryChat:
         self.deleted: list[str] = []
         self.not_postable: dict[str, str] = {}  # channel → error, e.g. "not_in_channel"
         self.answers: list[MemoryAnswer] = []  # every answer opened, in order
+        self.admins: set[str] = set()  # workspace admins and owners (users.info)
         self._seq = 0
 
     def _ts(self) -> str:
@@ -535,6 +558,9 @@ class MemoryChat:
         if ts not in self.messages:
             return None
         return f"https://example.slack.com/archives/{session.channel_id}/p{ts.replace('.', '')}"
+
+    async def is_admin(self, user_id: str) -> bool:
+        return user_id in self.admins
 
     async def delete(self, session: Session, ts: str) -> None:
         found = self.messages.get(ts)

@@ -38,6 +38,7 @@ EXPECTED_BOT_SCOPES = {
     "files:read",  # files.info + url_private: a reference image or clip read back (video)
     "app_mentions:read",  # "@storyloop 30s <prompt>" starts a session (app_mention)
     "usergroups:read",  # approvers may be a user group: usergroups.list / usergroups.users.list
+    "users:read",  # /story delete: users.info is_admin / is_owner (the creator or an admin)
 }
 EXPECTED_BOT_EVENTS = {"message.channels", "message.groups", "app_mention", "app_home_opened"}
 EXPECTED_SHORTCUTS = [
