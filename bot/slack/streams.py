@@ -315,9 +315,14 @@ class StreamedAnswer:
             await self._edit(text, now)
 
     async def _start(self, text: str) -> bool:
+        await self.gateway.ledger.note_message(self.session, self.slot + STREAM_MARK, "1")
+        # Shielded, like post_once's post: if this job is stopped (its lease lost) while the
+        # call is in flight, the stream Slack started is still recorded here — or, when another
+        # worker won the slot meanwhile, ended and deleted — never left behind unrecorded.
+        return await asyncio.shield(self._begin(text[:APPEND_MAX_RAW]))
+
+    async def _begin(self, piece: str) -> bool:
         s = self.session
-        await self.gateway.ledger.note_message(s, self.slot + STREAM_MARK, "1")
-        piece = text[:APPEND_MAX_RAW]
         try:
             resp = await self.gateway.call(
                 "chat_startStream",
