@@ -130,6 +130,10 @@ async def serve_on_port(health: Health, port: int, host: str = "0.0.0.0") -> web
     health.add_routes(web_app)
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
     log.info("health and metrics on :%d (/healthz, /readyz, /metrics)", port)
     return runner

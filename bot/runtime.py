@@ -238,7 +238,16 @@ async def serve(settings: Settings, redis_url: str) -> None:
             log.info("Storyloop is running in Socket Mode")
             if settings.metrics_port:
                 health = Health(rt.metrics, rt.worker.queue, probe, socket_state(handler))
-                health_runner = await serve_on_port(health, settings.metrics_port)
+                try:
+                    health_runner = await serve_on_port(health, settings.metrics_port)
+                except OSError as exc:
+                    # Not worth stopping Slack work for (e.g. two replicas on one host).
+                    log.error(
+                        "can't serve /healthz, /readyz and /metrics on :%d (%s); set "
+                        "STORYLOOP_METRICS_PORT to a free port, or 0 to turn them off",
+                        settings.metrics_port,
+                        exc.strerror or exc,
+                    )
         else:
             health = Health(rt.metrics, rt.worker.queue, probe, http_state)
             runner = await start_http(rt, health=health)
