@@ -6,14 +6,25 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 from redis.asyncio import Redis
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.request.payload_utils import (
+    is_action,
+    is_event,
+    is_options,
+    is_shortcut,
+    is_slash_command,
+    is_view,
+)
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
@@ -24,9 +35,11 @@ from bot.jobs.eager import EagerLane
 from bot.jobs.flows import Flows
 from bot.jobs.worker import Worker
 from bot.llm.client import LLMClient
+from bot.logs import team_id
 from bot.media.images import ImageClient
 from bot.media.speech import SpeechClient
 from bot.media.video import OpenAIVideoJobs
+from bot.metrics import Metrics
 from bot.services import HandlerServices
 from bot.slack.gateway import SlackGateway
 from bot.slack.uploads import Uploads
@@ -39,7 +52,11 @@ from storage.repository import Repository
 log = logging.getLogger(__name__)
 
 
-def web_client(settings: Settings, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
+def web_client(
+    settings: Settings,
+    session: aiohttp.ClientSession | None = None,
+    metrics: Metrics | None = None,
+) -> AsyncWebClient:
     """Our Web API client, with the base URL from settings.
 
     Rate limits (429) are handled by the gateway, which waits Retry-After and then checks that
@@ -50,12 +67,13 @@ def web_client(settings: Settings, session: aiohttp.ClientSession | None = None)
 
     The SDK's default connection-error retry is left out on purpose: a re-sent chat.postMessage
     after a reset can post twice. The gateway resolves such errors by looking in Slack first.
+    With ``metrics``, a handler that never retries counts the 429s of every call.
     """
     return AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
         timeout=15,
-        retry_handlers=[],
+        retry_handlers=[metrics.slack_counter()] if metrics is not None else [],
         session=session,
     )
 
@@ -76,6 +94,7 @@ class Runtime:
     images: ImageClient
     speech: SpeechClient
     eager: EagerLane | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def close(self) -> None:
         await self.llm.close()
@@ -121,8 +140,9 @@ class BotIdentity:
         return authorize
 
 
-def image_client(settings: Settings) -> ImageClient:
+def image_client(settings: Settings, metrics: Metrics | None = None) -> ImageClient:
     return ImageClient(
+        metrics=metrics,
         base_url=settings.images_url,
         api_key=settings.images_key,
         model=settings.image_model,
@@ -132,8 +152,11 @@ def image_client(settings: Settings) -> ImageClient:
     )
 
 
-def video_provider(settings: Settings, http: aiohttp.ClientSession) -> OpenAIVideoJobs:
+def video_provider(
+    settings: Settings, http: aiohttp.ClientSession, metrics: Metrics | None = None
+) -> OpenAIVideoJobs:
     return OpenAIVideoJobs(
+        metrics=metrics,
         base_url=settings.video_url,
         api_key=settings.video_key,
         model=settings.video_model,
@@ -143,8 +166,9 @@ def video_provider(settings: Settings, http: aiohttp.ClientSession) -> OpenAIVid
     )
 
 
-def speech_client(settings: Settings) -> SpeechClient:
+def speech_client(settings: Settings, metrics: Metrics | None = None) -> SpeechClient:
     return SpeechClient(
+        metrics=metrics,
         base_url=settings.openai_base_url,
         api_key=settings.openai_api_key.get_secret_value(),
         model=settings.speech_model,
@@ -153,14 +177,54 @@ def speech_client(settings: Settings) -> SpeechClient:
     )
 
 
+def request_kind(body: dict[str, object]) -> str:
+    """The kind of a Slack request, for the ack metrics."""
+    kinds = (
+        (is_slash_command, "command"),
+        (is_action, "action"),
+        (is_view, "view"),
+        (is_shortcut, "shortcut"),
+        (is_options, "options"),
+        (is_event, "event"),
+    )
+    for test, kind in kinds:
+        if test(body):
+            return kind
+    return "other"
+
+
+class TimedApp(AsyncApp):
+    """Bolt's app, timing each request from dispatch to its ack (both modes dispatch here).
+
+    With ``process_before_response=True`` the response Bolt returns *is* the ack, so this is
+    the ack latency the replica adds (the network to Slack aside). Global middleware can't
+    measure it: Bolt runs the listeners after the middleware chain has returned.
+    """
+
+    metrics: Metrics
+
+    async def async_dispatch(self, req: AsyncBoltRequest) -> BoltResponse:
+        start = time.perf_counter()
+        token = team_id.set(req.context.team_id)  # log lines of this request name the workspace
+        ok = False
+        try:
+            response = await super().async_dispatch(req)
+            ok = response.status < 400
+            return response
+        finally:
+            team_id.reset(token)
+            self.metrics.ack(request_kind(req.body), ok, time.perf_counter() - start)
+
+
 def build_app(
     settings: Settings,
     services: HandlerServices,
     client: AsyncWebClient,
     identity: BotIdentity | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncApp:
     identity = identity or BotIdentity(client)
-    app = AsyncApp(
+    app = TimedApp(
         client=client,
         authorize=identity.authorizer(),
         signing_secret=(
@@ -173,6 +237,7 @@ def build_app(
         raise_error_for_unhandled_request=False,
         logger=logging.getLogger("slack_bolt"),
     )
+    app.metrics = metrics or Metrics()
     handlers.register(app, services)
     return app
 
@@ -183,12 +248,14 @@ def build_runtime(settings: Settings, redis_url: str, *, partner_pid: int | None
     ``partner_pid``: in a worker process, the listener's pid (crash points take both down).
     """
     # Every job may hold a connection at once (plus heartbeats, readers, intake).
+    metrics = Metrics()  # this process's; bot/metrics.py shows both of a replica's as one
     redis = connect(redis_url, max_connections=settings.workers * 2 + 32)
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
     repo = Repository(redis, session_ttl_s=settings.session_ttl_days * 86400)
     intake = Intake(repo.scripts, session_ttl_s=repo.session_ttl_s)
-    client = web_client(settings, http)
+    client = web_client(settings, http, metrics)
     llm = LLMClient(
+        metrics=metrics,
         base_url=settings.openai_base_url,
         api_key=settings.openai_api_key.get_secret_value(),
         model=settings.model,
@@ -197,8 +264,8 @@ def build_runtime(settings: Settings, redis_url: str, *, partner_pid: int | None
         backoff_s=settings.llm_backoff_s,
     )
     crash = CrashPoints(settings.crash_point, partner=partner_pid)
-    images = image_client(settings)
-    speech = speech_client(settings)
+    images = image_client(settings, metrics)
+    speech = speech_client(settings, metrics)
     gateway = SlackGateway(client, repo)
     ctx = FlowContext(
         settings=settings,
@@ -209,8 +276,9 @@ def build_runtime(settings: Settings, redis_url: str, *, partner_pid: int | None
         images=images,
         uploads=Uploads(gateway, http),
         spool=Path(settings.data_dir) / "spool",
-        video=video_provider(settings, http),
+        video=video_provider(settings, http, metrics),
         speech=speech,
+        metrics=metrics,
     )
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     flows = Flows(ctx)
@@ -220,6 +288,7 @@ def build_runtime(settings: Settings, redis_url: str, *, partner_pid: int | None
         concurrency=settings.workers,
         lease_s=settings.lease_s,
         max_deliveries=settings.max_deliveries,
+        metrics=metrics,
     )
     identity = BotIdentity(client)
     eager = EagerLane(flows, lease_s=settings.lease_s) if settings.eager else None
@@ -231,5 +300,7 @@ def build_runtime(settings: Settings, redis_url: str, *, partner_pid: int | None
         repo=repo,
         home=HomeMarks(repo.scripts, ttl_s=repo.session_ttl_s),
     )
-    app = build_app(settings, services, client, identity)
-    return Runtime(settings, redis, app, worker, llm, client, http, identity, images, speech, eager)
+    app = build_app(settings, services, client, identity, metrics)
+    return Runtime(
+        settings, redis, app, worker, llm, client, http, identity, images, speech, eager, metrics
+    )

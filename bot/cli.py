@@ -32,7 +32,7 @@ def _settings() -> Settings:
 
 def run() -> int:
     settings = _settings()
-    logs.setup(settings.log_level, settings.secrets())
+    logs.setup(settings.log_level, settings.secrets(), settings.log_format)
     proc = None
     try:
         url = settings.redis_url

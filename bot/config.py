@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     port: int = Field(default=3000, ge=1, le=65535, validation_alias="PORT")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    # text: one readable line per record; json: one JSON object per line (bot/logs.py).
+    log_format: Literal["text", "json"] = Field(default="text", validation_alias="LOG_FORMAT")
+    # Socket Mode serves /healthz, /readyz and /metrics on this port (HTTP mode: on PORT); 0: off.
+    metrics_port: int = Field(
+        default=9100, ge=0, le=65535, validation_alias="STORYLOOP_METRICS_PORT"
+    )
     data_dir: str = Field(default="data", validation_alias="STORYLOOP_DATA_DIR")
 
     # Tunables (sane defaults; environment can override).

@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -22,6 +23,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot.app import Runtime, build_runtime
 from bot.config import Settings
+from bot.health import CHECK_TIMEOUT_S, Health, InlineWorker, WorkerDown, WorkerProbe, serve_on_port
 from bot.workerproc import WorkerProcess, WorkerProcessError
 
 log = logging.getLogger(__name__)
@@ -82,9 +84,16 @@ async def reject_malformed_timestamps(request: web.Request, handler: Handler) ->
     return await handler(request)
 
 
-async def start_http(rt: Runtime, host: str = "0.0.0.0") -> web.AppRunner:  # noqa: S104
+async def start_http(
+    rt: Runtime,
+    host: str = "0.0.0.0",  # noqa: S104
+    health: Health | None = None,
+) -> web.AppRunner:
+    """``/slack/events`` on ``PORT``; with ``health``, /healthz, /readyz and /metrics beside it."""
     web_app = rt.app.web_app(path="/slack/events", port=rt.settings.port)
     web_app.middlewares.append(reject_malformed_timestamps)
+    if health is not None:
+        health.add_routes(web_app)
     # No access log: a line per Slack request is noise, and formatting it was ~10 % of the
     # listener's CPU under load (bench/README.md, the HTTP profile).
     runner = web.AppRunner(web_app, access_log=None)
@@ -110,8 +119,24 @@ class WorkerThread:
         self._failed: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
+        self._runtime: Runtime | None = None
         self._grace_s = 20.0
         self._thread = threading.Thread(target=self._main, name="storyloop-worker", daemon=True)
+
+    async def snapshot(self) -> bytes | None:
+        """The worker's metrics, asked on its own loop (which proves that loop is running)."""
+        if not self._thread.is_alive() or self._loop is None or self._runtime is None:
+            raise WorkerDown("the job worker thread is not running")
+        metrics = self._runtime.metrics
+
+        async def exposition() -> bytes:
+            return metrics.exposition()
+
+        try:
+            answer = asyncio.run_coroutine_threadsafe(exposition(), self._loop)
+            return await asyncio.wait_for(asyncio.wrap_future(answer), CHECK_TIMEOUT_S)
+        except (TimeoutError, RuntimeError):
+            raise WorkerDown("the job worker thread did not answer") from None
 
     def start(self, timeout_s: float = 20.0) -> None:
         self._thread.start()
@@ -136,7 +161,7 @@ class WorkerThread:
     async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        rt = build_runtime(self.settings, self.redis_url)
+        rt = self._runtime = build_runtime(self.settings, self.redis_url)
         try:
             await rt.worker.start()
             self._ready.set()
@@ -144,6 +169,21 @@ class WorkerThread:
             await rt.worker.stop(grace_s=self._grace_s)
         finally:
             await rt.close()
+
+
+def socket_state(handler: AsyncSocketModeHandler) -> Callable[[], Awaitable[str | None]]:
+    """For /readyz: is the Socket Mode connection up?"""
+
+    async def state() -> str | None:
+        connected: bool = await handler.client.is_connected()
+        return None if connected else "the Socket Mode connection to Slack is down"
+
+    return state
+
+
+async def http_state() -> str | None:
+    """For /readyz in HTTP mode: it is answered by the server that serves /slack/events."""
+    return None
 
 
 async def serve(settings: Settings, redis_url: str) -> None:
@@ -186,12 +226,31 @@ async def serve(settings: Settings, redis_url: str) -> None:
         await rt.worker.start()
     handler: AsyncSocketModeHandler | None = None
     runner: web.AppRunner | None = None
+    health_runner: web.AppRunner | None = None
+    probe: WorkerProbe = (
+        worker_process.pipe
+        if worker_process is not None
+        else worker_thread or InlineWorker(rt.worker)
+    )
     try:
         if settings.socket_mode:
             handler = await start_socket_mode(rt)
             log.info("Storyloop is running in Socket Mode")
+            if settings.metrics_port:
+                health = Health(rt.metrics, rt.worker.queue, probe, socket_state(handler))
+                try:
+                    health_runner = await serve_on_port(health, settings.metrics_port)
+                except OSError as exc:
+                    # Not worth stopping Slack work for (e.g. two replicas on one host).
+                    log.error(
+                        "can't serve /healthz, /readyz and /metrics on :%d (%s); set "
+                        "STORYLOOP_METRICS_PORT to a free port, or 0 to turn them off",
+                        settings.metrics_port,
+                        exc.strerror or exc,
+                    )
         else:
-            runner = await start_http(rt)
+            health = Health(rt.metrics, rt.worker.queue, probe, http_state)
+            runner = await start_http(rt, health=health)
             log.info("Storyloop is listening on :%d/slack/events (HTTP mode)", settings.port)
         await _wait_for_signal(worker_died)
         if worker_died.is_set():
@@ -207,6 +266,8 @@ async def serve(settings: Settings, redis_url: str) -> None:
                 await handler.close_async()  # type: ignore[no-untyped-call]
         if runner is not None:
             await runner.cleanup()
+        if health_runner is not None:
+            await health_runner.cleanup()
         if rt.eager is not None:
             await rt.eager.stop()
         if worker_process is not None:

@@ -25,6 +25,15 @@ class QueuedJob:
     deliveries: int
 
 
+@dataclass(frozen=True)
+class QueueStats:
+    """The stream at one moment: jobs not yet done, those held by a worker, the oldest's age."""
+
+    depth: int
+    pending: int
+    oldest_age_s: float
+
+
 class JobQueue:
     def __init__(self, redis: Redis, consumer: str) -> None:
         self.redis = redis
@@ -90,6 +99,28 @@ class JobQueue:
             keys.JOBS_STREAM, keys.JOBS_GROUP, self.consumer, 0, [entry_id], justid=True
         )
         return bool(claimed)
+
+    async def stats(self) -> QueueStats:
+        """One round trip (for a metrics scrape, never the hot path). Done jobs are deleted
+        from the stream (``ack``), so its length is what is left to do; the oldest entry's id
+        is its enqueue time, measured against Redis's own clock."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xlen(keys.JOBS_STREAM)
+        pipe.xrange(keys.JOBS_STREAM, count=1)
+        pipe.xpending(keys.JOBS_STREAM, keys.JOBS_GROUP)
+        pipe.time()
+        depth, first, summary, now = await pipe.execute(raise_on_error=False)
+        for result in (depth, first, now):
+            if isinstance(result, Exception):
+                raise result
+        # No group yet (an error here): nothing is pending.
+        pending = 0 if isinstance(summary, Exception) else int(summary.get("pending") or 0)
+        oldest_age_s = 0.0
+        if first:
+            enqueued_ms = int(str(first[0][0]).split("-", 1)[0])
+            now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
+            oldest_age_s = max(0.0, (now_ms - enqueued_ms) / 1000)
+        return QueueStats(int(depth), pending, oldest_age_s)
 
     async def ack(self, entry_id: str) -> None:
         pipe = self.redis.pipeline(transaction=True)

@@ -19,6 +19,7 @@ from bot.jobs.model import Job
 from bot.jobs.ports import Chat, FileSharer, ImageMaker, JobStore, Writer
 from bot.media.speech import SpeechMaker
 from bot.media.video import VideoProvider
+from bot.metrics import Metrics
 from bot.pipeline.models import Session, Stage
 from bot.pipeline.pricing import ImagePrices
 from storage.repository import Writes
@@ -40,6 +41,8 @@ class FlowContext:
     video: VideoProvider  # production: bot.media.video.OpenAIVideoJobs
     speech: SpeechMaker  # production: bot.media.speech.SpeechClient
     clock: Callable[[], float] = field(default=time.time)
+    # The process's metrics (bot/metrics.py): paid spending is counted where it is recorded.
+    metrics: Metrics = field(default_factory=Metrics)
     # Each stage's job-side part (bot/jobs/stages), filled in by ``Flows``.
     stages: dict[Stage, StageWork] = field(default_factory=dict)
 

@@ -24,7 +24,7 @@ import logging
 
 from bot.jobs.flows import Flows
 from bot.jobs.model import Deferred, Job
-from bot.logs import correlation_id
+from bot.logs import correlation_id, session_id, team_id
 from bot.pipeline.models import Session
 from bot.pipeline.triggers import Trigger
 from bot.slack.gateway import LeaseLost, lease_guard
@@ -61,6 +61,8 @@ class EagerLane:
     async def _run(self, trigger: Trigger, fence: int, session: Session | None) -> None:
         token = correlation_id.set(f"{trigger.job_id}#eager")
         team, sid = trigger.team_id, trigger.session_id
+        team_id.set(team)  # this task's own context: its log lines name workspace and session
+        session_id.set(sid)
         lease_guard.set(lambda: self.repo.holds(team, sid, fence))
         job = Job(trigger.job_id, trigger, "", 0, fence, eager=True, session=session)
         state = EagerState.RUNNING  # failed part-way: the worker looks for what it posted

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -19,7 +20,8 @@ from bot.jobs.delivery import deliver
 from bot.jobs.flows import Flows
 from bot.jobs.home import HomePublisher
 from bot.jobs.model import Job
-from bot.logs import correlation_id
+from bot.logs import correlation_id, session_id, team_id
+from bot.metrics import Metrics
 from bot.pipeline.triggers import TriggerKind
 from bot.slack.gateway import LeaseLost, lease_guard
 from storage.intake import TRIGGER
@@ -40,7 +42,9 @@ class Worker:
         concurrency: int,
         lease_s: float,
         max_deliveries: int,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.queue = queue
         self.flows = flows
         self.repo = flows.ctx.repo
@@ -61,6 +65,14 @@ class Worker:
         self.home = HomePublisher.for_context(self.flows.ctx)  # the App Home (bot/jobs/home.py)
         if self.home is not None:
             self._loops.append(asyncio.create_task(self.home.run(self._stopping)))
+
+    def alive(self) -> bool:
+        """Started, not stopping, and none of its readers or its reclaimer has died."""
+        return (
+            bool(self._loops)
+            and not self._stopping.is_set()
+            and not any(task.done() for task in self._loops)
+        )
 
     async def stop(self, grace_s: float = 20.0) -> None:
         """Stop taking work; running jobs get ``grace_s`` to finish; the rest is reclaimed later."""
@@ -114,6 +126,7 @@ class Worker:
                     await self.queue.reclaim(self.lease_ms, count=free) if free > 0 else []
                 ):
                     log.info("reclaimed job %s (delivery %d)", queued.job_id, queued.deliveries)
+                    self.metrics.reclaimed.inc()
                     await self._slots.acquire()
                     self._spawn(queued)
             except Exception:
@@ -123,19 +136,29 @@ class Worker:
 
     async def process(self, queued: QueuedJob) -> None:
         token = correlation_id.set(f"{queued.job_id}#{queued.deliveries}-{uuid.uuid4().hex[:6]}")
+        # Every log line of the job names its workspace and session (LOG_FORMAT=json).
+        team_token = team_id.set(_str_or_none(queued.payload.get("team_id")))
+        session_token = session_id.set(_str_or_none(queued.payload.get("session_id")))
+        start = time.perf_counter()
+        outcome = "interrupted"  # cancelled at shutdown: the job stays pending
         try:
-            await self._process(queued)
+            outcome = await self._process(queued)
         finally:
+            self.metrics.job(outcome, time.perf_counter() - start)
+            session_id.reset(session_token)
+            team_id.reset(team_token)
             correlation_id.reset(token)
 
-    async def _process(self, queued: QueuedJob) -> None:
+    async def _process(self, queued: QueuedJob) -> str:
+        """Run one delivery of a job; returns its outcome (the ``storyloop_jobs`` label)."""
         try:
             trigger = TRIGGER.validate_python(queued.payload)
         except ValidationError:
             log.error("dropping malformed job %s", queued.job_id)
             await self.queue.ack(queued.entry_id)
-            return
+            return "malformed"
         team, sid = trigger.team_id, trigger.session_id
+        outcome = "retry"
         lease = _Lease(asyncio.current_task())
         heartbeat = asyncio.create_task(self._heartbeat(queued.entry_id, team, sid, lease))
         fence = 0
@@ -146,7 +169,7 @@ class Worker:
             else:
                 fence = await self._acquire(team, sid, queued.job_id, heartbeat)
             if fence == 0:
-                return  # another worker took the job over while we waited
+                return "lost"  # another worker took the job over while we waited
             lease.fence = fence
             lease_guard.set(lambda: self.repo.holds(team, sid, fence))
             self.flows.ctx.crash.reach("after_claim")
@@ -162,9 +185,12 @@ class Worker:
                 fence,
                 shown=eager is EagerState.SHOWN,
             )
+            outcome = "done"
             if marker is not None:
+                outcome = "replayed"
                 await self._replay(job, marker)
             elif queued.deliveries > self.max_deliveries:
+                outcome = "gave_up"
                 log.error("giving up job %s after %d deliveries", job.id, queued.deliveries)
                 try:
                     await self.flows.give_up(job)
@@ -184,9 +210,12 @@ class Worker:
             if current is not None:
                 current.uncancel()
             log.warning("job %s lost its session (taken over while it ran)", queued.job_id)
+            outcome = "lost"
         except LeaseLost:
             log.warning("job %s lost its session (taken over during a wait)", queued.job_id)
+            outcome = "lost"
         except CommitConflict as exc:
+            outcome = "lost"
             log.warning(
                 "job %s lost its session (%s); leaving it to its new owner",
                 queued.job_id,
@@ -194,6 +223,7 @@ class Worker:
             )
         except Exception:
             log.exception("job %s failed; it will be retried", queued.job_id)
+            outcome = "retry"
         finally:
             # The flag, not only the cancel, ends the heartbeat: a cancel that lands inside a
             # Redis call can be turned into a timeout and swallowed, leaving a heartbeat that
@@ -204,6 +234,7 @@ class Worker:
             if fence:
                 with contextlib.suppress(Exception):
                     await self.repo.release(team, sid, fence)
+        return outcome
 
     async def _acquire(
         self, team: str, sid: str, job_id: str, heartbeat: asyncio.Task[None]
@@ -243,6 +274,10 @@ class Worker:
                     return
             except Exception:
                 log.warning("heartbeat failed; will retry", exc_info=True)
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 class _Lease:

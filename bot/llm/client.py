@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import openai
 from pydantic import BaseModel, ValidationError
 
+from bot.metrics import Metrics
 from bot.pipeline.drafts import SCHEMA_NAMES, FeedbackAnswer, StoryDraft
 from bot.pipeline.models import Usage
 from bot.pipeline.partial_json import FieldScanner
@@ -182,7 +183,9 @@ class LLMClient:
         attempts: int,
         backoff_s: float = 1.0,
         call_limit_s: float | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0
         )
@@ -212,12 +215,13 @@ class LLMClient:
             },
         }
 
-    async def _with_retries(self, call: Callable[[], Awaitable[ModelT]]) -> ModelT:
+    async def _with_retries(self, call: Callable[[], Awaitable[ModelT]], op: str) -> ModelT:
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await asyncio.wait_for(call(), self.call_limit_s)
+                with self.metrics.provider_call("llm", op):  # each attempt: the endpoint's latency
+                    return await asyncio.wait_for(call(), self.call_limit_s)
             except openai.BadRequestError as exc:
                 if self._json_schema_ok and "response_format" in str(exc):
                     # Not a failed attempt: the server lacks JSON-schema support. Ask again.
@@ -297,7 +301,8 @@ class LLMClient:
                             await on_progress(text)
             return parse_structured(model, "".join(text))
 
-        answer = await self._with_retries(call)
+        answer = await self._with_retries(call, "stream")
+        self.metrics.tokens(usage.prompt_tokens, usage.completion_tokens)
         return answer, usage
 
     async def answer_feedback(
@@ -326,7 +331,8 @@ class LLMClient:
             content = completion.choices[0].message.content if completion.choices else None
             return parse_structured(model, content or "")
 
-        answer = await self._with_retries(call)
+        answer = await self._with_retries(call, "structured")
+        self.metrics.tokens(usage.prompt_tokens, usage.completion_tokens)
         return answer, usage
 
     async def ping(self) -> str:

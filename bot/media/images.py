@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import openai
 
+from bot.metrics import Metrics
 from bot.pipeline.pricing import ImageUsage
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,17 @@ class ImageClient:
     """``ImageMaker`` over the OpenAI Images API (``/v1/images/generations``)."""
 
     def __init__(
-        self, *, base_url: str, api_key: str, model: str, size: str, quality: str, timeout_s: float
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        model: str,
+        size: str,
+        quality: str,
+        timeout_s: float,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0
         )
@@ -125,17 +135,18 @@ class ImageClient:
         """One image for ``prompt``. Raises ``ImageError``; never retries."""
         create: Any = self._client.images.generate
         try:
-            response = await asyncio.wait_for(
-                create(
-                    model=self.model,
-                    prompt=prompt,
-                    n=1,
-                    size=self.size,
-                    quality=self.quality,
-                    output_format="png",
-                ),
-                self.timeout_s,
-            )
+            with self.metrics.provider_call("image", "generate"):
+                response = await asyncio.wait_for(
+                    create(
+                        model=self.model,
+                        prompt=prompt,
+                        n=1,
+                        size=self.size,
+                        quality=self.quality,
+                        output_format="png",
+                    ),
+                    self.timeout_s,
+                )
         except Exception as exc:
             error = classify(exc, self.model)
             log.warning("image generation failed: %s (%s)", error.code, type(exc).__name__)

@@ -19,6 +19,8 @@ from typing import Any, Final, Protocol
 
 import openai
 
+from bot.metrics import Metrics
+
 log = logging.getLogger(__name__)
 
 MAX_INPUT_CHARS: Final = 4096
@@ -103,8 +105,16 @@ class SpeechClient:
     """``SpeechMaker`` over ``POST /v1/audio/speech``, answering MP3 bytes."""
 
     def __init__(
-        self, *, base_url: str, api_key: str, model: str, voice: str, timeout_s: float
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        model: str,
+        voice: str,
+        timeout_s: float,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0
         )
@@ -127,11 +137,14 @@ class SpeechClient:
             log.info("voice-over clipped from %d to %d characters", len(text), len(narration))
         create: Any = self._client.audio.speech.create
         try:
-            response = await asyncio.wait_for(
-                create(model=self.model, voice=self.voice, input=narration, response_format="mp3"),
-                self.timeout_s,
-            )
-            audio = await response.aread()
+            with self.metrics.provider_call("speech", "speak"):
+                response = await asyncio.wait_for(
+                    create(
+                        model=self.model, voice=self.voice, input=narration, response_format="mp3"
+                    ),
+                    self.timeout_s,
+                )
+                audio = await response.aread()
         except Exception as exc:
             error = classify(exc, self.model)
             log.warning("speech failed: %s (%s)", error.code, type(exc).__name__)

@@ -26,6 +26,8 @@ from typing import Any, Final, Protocol, TypeVar
 
 import aiohttp
 
+from bot.metrics import Metrics
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -282,7 +284,9 @@ class OpenAIVideoJobs:
         backoff_s: float = 1.0,
         read_attempts: int = READ_ATTEMPTS,
         session: aiohttp.ClientSession | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         if not supported_seconds:
             raise ValueError("supported_seconds must not be empty")
         self._base = base_url.rstrip("/")
@@ -348,15 +352,8 @@ class OpenAIVideoJobs:
             )
         timeout = aiohttp.ClientTimeout(total=self.create_timeout_s)
         try:
-            async with self._client().post(
-                f"{self._base}/videos", data=form, headers=self._headers(), timeout=timeout
-            ) as response:
-                body = await _json(response)
-                if response.status >= 400:
-                    error = classify_status(response.status, body, model=self.model, creating=True)
-                    log.warning("video create refused: HTTP %s (%s)", response.status, error.code)
-                    raise error
-                job = parse_job(body, response.headers)
+            with self.metrics.provider_call("video", "create"):
+                job = await self._post_create(form, timeout)
         except VideoError:
             raise
         except Exception as exc:
@@ -367,6 +364,17 @@ class OpenAIVideoJobs:
             raise error from None
         log.info("video job %s created (%s s, %s)", job.id, seconds, size)
         return job
+
+    async def _post_create(self, form: aiohttp.FormData, limit: aiohttp.ClientTimeout) -> VideoJob:
+        async with self._client().post(
+            f"{self._base}/videos", data=form, headers=self._headers(), timeout=limit
+        ) as response:
+            body = await _json(response)
+            if response.status >= 400:
+                error = classify_status(response.status, body, model=self.model, creating=True)
+                log.warning("video create refused: HTTP %s (%s)", response.status, error.code)
+                raise error
+            return parse_job(body, response.headers)
 
     # ------------------------------------------------------------------ reads (retried)
 
@@ -488,7 +496,8 @@ class OpenAIVideoJobs:
             attempt += 1
             retry_after: float | None = None
             try:
-                return await once()
+                with self.metrics.provider_call("video", what):
+                    return await once()
             except _StatusError as status:
                 error, retry_after = status.error, status.retry_after
             except VideoError as exc:

@@ -48,6 +48,8 @@ def app_env(
         "STORYLOOP_LLM_TIMEOUT": "5",
         "STORYLOOP_LLM_BACKOFF": "0.05",
         "LOG_LEVEL": "INFO",
+        # Socket Mode's metrics port is off unless a test asks for it (replicas share a host).
+        "STORYLOOP_METRICS_PORT": "0",
         # Where image bytes wait between the provider and Slack (kept across a restart).
         "STORYLOOP_DATA_DIR": tempfile.mkdtemp(prefix="storyloop-data-"),
     }

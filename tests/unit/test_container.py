@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from bot.config import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -49,3 +51,14 @@ def test_the_image_has_ffmpeg_for_the_video_stage() -> None:
     assert "apt-get install -y --no-install-recommends ffmpeg" in text
     assert "rm -rf /var/lib/apt/lists/*" in text
     assert "ffmpeg" in (ROOT / ".ci" / "bootstrap").read_text()
+
+
+def test_compose_prometheus_scrapes_the_default_metrics_port() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mounts = compose["services"]["prometheus"]["volumes"]
+    assert "./prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
+    config = yaml.safe_load((ROOT / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    port = Settings.model_fields["metrics_port"].default  # STORYLOOP_METRICS_PORT's default
+    assert job["static_configs"][0]["targets"] == [f"app:{port}"]

@@ -251,6 +251,7 @@ class ImagesStage:
         path = self._spool_path(s, field)
         write_spool(path, image.data)
         await ctx.repo.record_spend(s.team_id, ctx.today(), f"{s.id}:{field}", cost)
+        ctx.metrics.spent("image", cost)
         fetched = PaidItem(state=ItemState.FETCHED, cost_usd=cost, spool=str(path))
         await ctx.repo.set_item(s, field, fetched, fence=job.fence)
         ctx.crash.reach("after_image")

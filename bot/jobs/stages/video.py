@@ -397,6 +397,7 @@ class VideoStage:
         write_spool(path, data)
         cost = round(clip.seconds * ctx.settings.video_price_per_s_usd, 6)
         await ctx.repo.record_spend(s.team_id, ctx.today(), f"{s.id}:{field}", cost)
+        ctx.metrics.spent("video", cost)
         fetched = state.model_copy(
             update={
                 "state": ItemState.FETCHED,
