@@ -1,54 +1,77 @@
-"""The jobs stream: a Redis Stream read by a consumer group, with leases via idle time.
+"""The job queue: one Redis Stream per shard (``keys.JOB_STREAMS``), each read by a consumer group,
+with leases via idle time.
 
 A job stays pending until acknowledged. A live worker keeps its entries fresh (XCLAIM JUSTID
 resets idle time without counting a delivery); entries of a crashed worker go idle and are
 reclaimed with XAUTOCLAIM by any live worker after the lease. The delivery count bounds retries.
+
+Why one stream per shard: a job is enqueued by the same Lua script that dedupes it and takes its
+session's lease (intake.lua, commit.lua), so its stream must sit in the slot of its workspace's
+keys (see storage/keys.py). On a Redis Cluster the streams are spread over the primaries like the
+workspaces. A multi-stream XREADGROUP is refused across slots, so a reader takes the streams one
+by one: a quick non-blocking pass over all of them (starting where its last pass stopped, so no
+shard is favoured), then a short blocking read on one; a job waits at most about ``POLL_MS`` for a
+reader that is blocked on another shard.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from storage import keys
+from storage.connection import Client
+
+POLL_MS = 100  # the longest a reader blocks on one shard before looking at the others again
 
 
 @dataclass(frozen=True)
 class QueuedJob:
+    """``entry_id`` is the job's place in the queue, ``{shard}/{stream entry id}``: opaque to
+    callers, who hand it back to ``touch`` and ``ack``."""
+
     entry_id: str
     job_id: str
     payload: dict[str, Any]
     deliveries: int
 
 
+def _place(entry_id: str) -> tuple[str, str]:
+    index, _, raw = entry_id.partition("/")
+    return keys.shard_stream(int(index)), raw
+
+
 class JobQueue:
-    def __init__(self, redis: Redis, consumer: str) -> None:
+    def __init__(self, redis: Client, consumer: str) -> None:
         self.redis = redis
         self.consumer = consumer
+        self._turn = itertools.count()
 
     async def ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(keys.JOBS_STREAM, keys.JOBS_GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        for stream in keys.JOB_STREAMS:
+            try:
+                await self.redis.xgroup_create(stream, keys.JOBS_GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     @staticmethod
-    def _decode(entry_id: str, fields: dict[str, str], deliveries: int) -> QueuedJob:
+    def _decode(index: int, entry_id: str, fields: dict[str, str], deliveries: int) -> QueuedJob:
         payload = json.loads(fields["job"])
         if "sid" in fields and not payload.get("session_id"):
             payload["session_id"] = fields["sid"]
-        return QueuedJob(entry_id, fields["id"], payload, deliveries)
+        return QueuedJob(f"{index}/{entry_id}", fields["id"], payload, deliveries)
 
-    async def read(self, block_ms: int) -> QueuedJob | None:
-        """Next new job for this consumer (first delivery), or None after ``block_ms``."""
+    async def _read_one(self, index: int, block_ms: int | None) -> QueuedJob | None:
+        stream = keys.shard_stream(index)
         try:
             found: Any = await self.redis.xreadgroup(
-                keys.JOBS_GROUP, self.consumer, {keys.JOBS_STREAM: ">"}, count=1, block=block_ms
+                keys.JOBS_GROUP, self.consumer, {stream: ">"}, count=1, block=block_ms
             )
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
@@ -57,42 +80,64 @@ class JobQueue:
             return None
         for _stream, entries in found or []:
             for entry_id, fields in entries:
-                return self._decode(entry_id, fields, 1)
+                return self._decode(index, entry_id, fields, 1)
         return None
+
+    async def read(self, block_ms: int) -> QueuedJob | None:
+        """Next new job for this consumer (first delivery), or None after about ``block_ms``."""
+        deadline = time.monotonic() + block_ms / 1000
+        while True:
+            start = next(self._turn) % keys.SHARDS
+            for step in range(keys.SHARDS):
+                job = await self._read_one((start + step) % keys.SHARDS, None)
+                if job is not None:
+                    return job
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                return None
+            job = await self._read_one(start, min(left_ms, POLL_MS))
+            if job is not None:
+                return job
 
     async def reclaim(self, min_idle_ms: int, count: int = 10) -> list[QueuedJob]:
         """Take over jobs whose worker stopped renewing them (crash, kill -9, SIGSTOP)."""
-        result = await self.redis.xautoclaim(
-            keys.JOBS_STREAM, keys.JOBS_GROUP, self.consumer, min_idle_ms, "0-0", count=count
-        )
-        entries = result[1]
-        jobs = []
-        for entry_id, fields in entries:
-            if not fields:
-                continue
-            jobs.append(self._decode(entry_id, fields, await self.deliveries(entry_id)))
+        jobs: list[QueuedJob] = []
+        for index, stream in enumerate(keys.JOB_STREAMS):
+            if len(jobs) >= count:
+                break
+            result = await self.redis.xautoclaim(
+                stream, keys.JOBS_GROUP, self.consumer, min_idle_ms, "0-0", count=count - len(jobs)
+            )
+            for entry_id, fields in result[1]:
+                if not fields:
+                    continue
+                place = f"{index}/{entry_id}"
+                jobs.append(self._decode(index, entry_id, fields, await self.deliveries(place)))
         return jobs
 
     async def deliveries(self, entry_id: str) -> int:
-        info = await self.redis.xpending_range(
-            keys.JOBS_STREAM, keys.JOBS_GROUP, min=entry_id, max=entry_id, count=1
-        )
+        stream, raw = _place(entry_id)
+        info = await self.redis.xpending_range(stream, keys.JOBS_GROUP, min=raw, max=raw, count=1)
         return int(info[0]["times_delivered"]) if info else 1
 
     async def touch(self, entry_id: str) -> bool:
         """Renew our claim on a running job; False if another worker has taken it over."""
-        info = await self.redis.xpending_range(
-            keys.JOBS_STREAM, keys.JOBS_GROUP, min=entry_id, max=entry_id, count=1
-        )
+        stream, raw = _place(entry_id)
+        info = await self.redis.xpending_range(stream, keys.JOBS_GROUP, min=raw, max=raw, count=1)
         if not info or info[0]["consumer"] != self.consumer:
             return False
         claimed = await self.redis.xclaim(
-            keys.JOBS_STREAM, keys.JOBS_GROUP, self.consumer, 0, [entry_id], justid=True
+            stream, keys.JOBS_GROUP, self.consumer, 0, [raw], justid=True
         )
         return bool(claimed)
 
     async def ack(self, entry_id: str) -> None:
+        stream, raw = _place(entry_id)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.xack(keys.JOBS_STREAM, keys.JOBS_GROUP, entry_id)
-        pipe.xdel(keys.JOBS_STREAM, entry_id)
+        pipe.xack(stream, keys.JOBS_GROUP, raw)
+        pipe.xdel(stream, raw)
         await pipe.execute()
+
+    async def depth(self) -> int:
+        """Jobs not yet acknowledged, over every shard (acks delete entries)."""
+        return sum([int(await self.redis.xlen(stream)) for stream in keys.JOB_STREAMS])

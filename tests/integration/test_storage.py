@@ -62,14 +62,14 @@ def intake(repo: Repository) -> Intake:
 async def test_intake_enqueues_once_per_trigger(redis: Redis, intake: Intake) -> None:
     assert (await intake.submit(start_trigger())).outcome is Outcome.ENQUEUED
     assert (await intake.submit(start_trigger())).outcome is Outcome.DUPLICATE
-    assert await redis.xlen(keys.JOBS_STREAM) == 1
+    assert await redis.xlen(keys.jobs_stream("T1")) == 1
 
 
 async def test_concurrent_identical_intake_enqueues_one(redis: Redis, intake: Intake) -> None:
     click = approve_click()
     results = await asyncio.gather(*(intake.submit(click) for _ in range(20)))
     assert [r.outcome for r in results].count(Outcome.ENQUEUED) == 1
-    assert await redis.xlen(keys.JOBS_STREAM) == 1
+    assert await redis.xlen(keys.jobs_stream("T1")) == 1
 
 
 async def test_intake_takes_the_lease_for_the_eager_lane_only_when_free(
@@ -235,7 +235,7 @@ async def test_queue_reclaims_jobs_of_a_dead_consumer(redis: Redis, intake: Inta
     assert not await dead.touch(job.entry_id)  # the dead one can't renew what it lost
     assert await alive.touch(job.entry_id)
     await alive.ack(job.entry_id)
-    assert await redis.xlen(keys.JOBS_STREAM) == 0
+    assert await redis.xlen(keys.jobs_stream("T1")) == 0
     assert await alive.reclaim(min_idle_ms=0) == []
 
 
