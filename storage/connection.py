@@ -19,7 +19,7 @@ Three shapes of Redis, chosen by the URL (``REDIS_URL``):
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import Any, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
@@ -122,10 +122,26 @@ def _sentinel(url: str, retries: int, max_connections: int) -> Redis:
     return client
 
 
+class _Cluster(RedisCluster):
+    """redis-py's cluster client, connected before its first command is routed.
+
+    redis-py 8.1 works out a command's routing (asking a startup node) before it discovers the
+    cluster, and the discovery closes the startup nodes' connections: commands sent at once by
+    a fresh client fail with ``AttributeError: 'NoneType' object has no attribute
+    'writelines'`` (tests/cluster/test_storage_on_cluster.py, 20 concurrent intakes). Discovering
+    first (once; redis-py holds a lock) avoids it.
+    """
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._initialize:
+            await self.initialize()
+        return await super().execute_command(*args, **kwargs)
+
+
 def _cluster(url: str, retries: int, max_connections: int) -> RedisCluster:
     parts = urlsplit(url)
     user, password = _credentials(parts.netloc)
-    return RedisCluster(
+    return _Cluster(
         startup_nodes=[ClusterNode(host, port) for host, port in _hosts(parts.netloc)],
         username=user,
         password=password,

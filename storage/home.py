@@ -115,23 +115,23 @@ class HomeIndex:
         replaces whatever Slack shows (after a ``hash_conflict``)."""
         if not users:
             return
-        pipe = self.redis.pipeline(transaction=True)
-        if pause_ms > 0:
-            pipe.set(keys.home_pause(team_id), "1", px=pause_ms)
-        pipe.zadd(keys.home_dirty(team_id), dict.fromkeys(users, 0), lt=True)
-        if forget_hash:
-            pipe.hdel(keys.home_hashes(team_id), *users)
-        await pipe.execute()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if pause_ms > 0:
+                pipe.set(keys.home_pause(team_id), "1", px=pause_ms)
+            pipe.zadd(keys.home_dirty(team_id), dict.fromkeys(users, 0), lt=True)
+            if forget_hash:
+                pipe.hdel(keys.home_hashes(team_id), *users)
+            await pipe.execute()
 
     async def published(self, team_id: str, user_id: str, view_hash: str | None) -> None:
         key = keys.home_hashes(team_id)
-        pipe = self.redis.pipeline(transaction=True)
-        if view_hash:
-            pipe.hset(key, user_id, view_hash)
-        else:
-            pipe.hdel(key, user_id)
-        pipe.expire(key, self._ttl_s)
-        await pipe.execute()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if view_hash:
+                pipe.hset(key, user_id, view_hash)
+            else:
+                pipe.hdel(key, user_id)
+            pipe.expire(key, self._ttl_s)
+            await pipe.execute()
 
     async def read(
         self, team_id: str, user_id: str, *, page: int, mine_per_page: int, team_per_page: int
@@ -175,7 +175,7 @@ class HomeIndex:
     async def note_link(self, session: Session, link: str) -> None:
         """Keep a session's thread permalink with the session (same ledger, same expiry)."""
         key = keys.messages(session.team_id, session.id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(key, keys.HOME_LINK_SLOT, link)
-        pipe.expire(key, self._ttl_s)
-        await pipe.execute()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, keys.HOME_LINK_SLOT, link)
+            pipe.expire(key, self._ttl_s)
+            await pipe.execute()

@@ -133,10 +133,12 @@ class JobQueue:
 
     async def ack(self, entry_id: str) -> None:
         stream, raw = _place(entry_id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xack(stream, keys.JOBS_GROUP, raw)
-        pipe.xdel(stream, raw)
-        await pipe.execute()
+        # A context: it hands the MULTI's connection back (the cluster client's
+        # transactional pipeline keeps it otherwise).
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(stream, keys.JOBS_GROUP, raw)
+            pipe.xdel(stream, raw)
+            await pipe.execute()
 
     async def depth(self) -> int:
         """Jobs not yet acknowledged, over every shard (acks delete entries)."""

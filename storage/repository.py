@@ -303,19 +303,19 @@ class Repository:
     async def note_message(self, session: Session, slot: str, value: str) -> None:
         """Overwrite a ledger entry (an upload's pending file id: a new upload replaces it)."""
         key = keys.messages(session.team_id, session.id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(key, slot, value)
-        pipe.expire(key, self.session_ttl_s)
-        await pipe.execute()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, slot, value)
+            pipe.expire(key, self.session_ttl_s)
+            await pipe.execute()
 
     async def record_message(self, session: Session, slot: str, ts: str) -> str:
         """Record the ts for a slot; if one was recorded first, that one wins and is returned."""
         key = keys.messages(session.team_id, session.id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hsetnx(key, slot, ts)
-        pipe.hget(key, slot)
-        pipe.expire(key, self.session_ttl_s)
-        _, stored, _ = await pipe.execute()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, slot, ts)
+            pipe.hget(key, slot)
+            pipe.expire(key, self.session_ttl_s)
+            _, stored, _ = await pipe.execute()
         return str(stored)
 
     # --- finished jobs ----------------------------------------------------------------------

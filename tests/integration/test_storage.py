@@ -198,19 +198,19 @@ async def test_fenced_commit_refused_after_lease_taken_over(repo: Repository) ->
 
 async def test_commit_writes_are_atomic_with_the_session(redis: Redis, repo: Repository) -> None:
     s = make_session()
-    writes = Writes().index_thread(s, "5.5").mark_done("job1", {"deliver": ["story"]})
+    writes = Writes().index_thread(s, "5.5").mark_done("start:T1:s1", {"deliver": ["story"]})
     await repo.commit(None, s, fence=None, writes=writes)
     assert await repo.session_for_thread("T1", "C1", "5.5") == "s1"
-    assert await repo.done("job1") == {"deliver": ["story"]}
+    assert await repo.done("start:T1:s1") == {"deliver": ["story"]}
     # A conflicting commit writes nothing at all.
     with pytest.raises(CommitConflict):
         await repo.commit(
             None,
             s.model_copy(update={"prompt": "other"}),
             fence=None,
-            writes=Writes().mark_done("job2", {}),
+            writes=Writes().mark_done("msg:T1:C1:2.0", {}),
         )
-    assert await repo.done("job2") is None
+    assert await repo.done("msg:T1:C1:2.0") is None
     assert await redis.ttl(keys.session("T1", "s1")) > 0
 
 
