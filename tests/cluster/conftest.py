@@ -42,3 +42,7 @@ def sentinel_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentine
         yield setup
     finally:
         setup.stop()
+
+
+# The Slack emulator and the fake LLM of the end-to-end tests.
+from tests.e2e.conftest import emu, llm  # noqa: E402, F401
