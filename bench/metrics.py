@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from bench.load import SessionResult
 from bench.observe import BenchEmulator
+from storage import keys
 
 POSTING = ("chat.postMessage", "chat.update")
 
@@ -240,7 +241,7 @@ async def version_gaps(redis: Redis, team: str, results: Sequence[SessionResult]
     for r in results:
         if not r.session_id or not r.completed:
             continue
-        fields = await redis.hkeys(f"sl:t:{team}:s:{r.session_id}:ver")
+        fields = await redis.hkeys(keys.versions(team, r.session_id))
         numbers = sorted(int(k) for k in fields if str(k).isdigit())  # the story's versions
         expected = list(range(1, len(r.visible) + 1))
         if numbers != expected:
@@ -346,11 +347,11 @@ def key_category(key: str) -> str:
         return "thread index"
     if ":seen:" in key:
         return "dedupe keys (24 h)"
-    if key.startswith("sl:done:"):
+    if ":done:" in key:
         return "done markers"
     if ":eager:" in key:
         return "eager-lane placeholder markers (1 h)"
-    if key.startswith("sl:llm:"):
+    if ":llm:" in key:
         return "LLM result cache (24 h)"
     if ":spend:" in key:
         return "spending per day"

@@ -43,7 +43,8 @@ class Change:
 
     @property
     def is_post(self) -> bool:
-        return self.method == "chat.postMessage"
+        """A new message: posted, or a streamed one (its first change carrying its slot)."""
+        return self.method in ("chat.postMessage", "chat.startStream")
 
     @property
     def is_ephemeral(self) -> bool:
@@ -62,6 +63,16 @@ class BenchEmulator(SlackEmulator):
         self.message_acks: dict[tuple[str, str], AckResult] = {}
         #: Every delivery: (sent at, command|click|reply|echo, ack seconds, acked in time).
         self.ack_log: list[tuple[float, str, float, bool]] = []
+        #: Streamed answers not yet given their slot: (channel, ts) → when the stream started.
+        self._streamed: dict[tuple[str, str], float] = {}
+        start_stream = self._methods["chat.startStream"]
+
+        def observed_start(params: JSON) -> JSON:
+            result = start_stream(params)
+            self._streamed[(str(result["channel"]), str(result["ts"]))] = time.monotonic()
+            return result
+
+        self._methods["chat.startStream"] = observed_start
 
     async def start(self, port: int = 0) -> BenchEmulator:
         await super().start(port)
@@ -85,7 +96,13 @@ class BenchEmulator(SlackEmulator):
 
     def _chat_update(self, params: JSON) -> JSON:
         result = super()._chat_update(params)
-        self._observe("chat.update", str(result["channel"]), str(result["ts"]))
+        channel, ts = str(result["channel"]), str(result["ts"])
+        started = self._streamed.pop((channel, ts), None)
+        if started is not None:
+            # A streamed answer gets its slot (metadata) when it is finished: it was visible
+            # from the stream's start, so that is when it counts as posted.
+            self._observe("chat.startStream", channel, ts, at=started)
+        self._observe("chat.update", channel, ts)
         return result
 
     def _chat_delete(self, params: JSON) -> JSON:
@@ -132,14 +149,14 @@ class BenchEmulator(SlackEmulator):
         self.ack_log.append((sent, what, result.seconds, result.ok))
         return result
 
-    def _observe(self, method: str, channel: str, ts: str) -> None:
+    def _observe(self, method: str, channel: str, ts: str, *, at: float | None = None) -> None:
         msg = self.message(channel, ts)
         if msg is None:
             return
         text = block_text(msg) if method != "chat.delete" else ""
         found = _VERSION.search(text)
         change = Change(
-            at=time.monotonic(),
+            at=time.monotonic() if at is None else at,
             method=method,
             channel=channel,
             ts=ts,

@@ -439,7 +439,7 @@ async def phase_redis(ctx: Ctx) -> dict[str, Any]:
         done = [r for r in results if r.completed]
         bytes_ = await session_bytes(redis, done)
         shared = {}
-        for key in [keys.JOBS_STREAM, *[k async for k in redis.scan_iter(match="sl:q:stage:*")]]:
+        for key in keys.JOB_STREAMS:
             shared[key] = {
                 "bytes": int(await redis.memory_usage(key, samples=0) or 0),
                 "entries": int(await redis.xlen(key)),

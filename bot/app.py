@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from redis.asyncio import Redis
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -43,7 +42,7 @@ from bot.metrics import Metrics
 from bot.services import HandlerServices
 from bot.slack.gateway import SlackGateway
 from bot.slack.uploads import Uploads
-from storage.connection import connect
+from storage.connection import Client, connect
 from storage.home import HomeMarks
 from storage.intake import Intake
 from storage.queue import JobQueue
@@ -83,7 +82,7 @@ class Runtime:
     """Everything a running replica holds; ``close()`` releases it."""
 
     settings: Settings
-    redis: Redis
+    redis: Client
     app: AsyncApp
     worker: Worker
     llm: LLMClient
@@ -249,7 +248,9 @@ def build_runtime(settings: Settings, redis_url: str, *, partner_pid: int | None
     """
     # Every job may hold a connection at once (plus heartbeats, readers, intake).
     metrics = Metrics()  # this process's; bot/metrics.py shows both of a replica's as one
-    redis = connect(redis_url, max_connections=settings.workers * 2 + 32)
+    redis = connect(
+        redis_url, max_connections=settings.workers * 2 + 32, cluster=settings.redis_cluster
+    )
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
     repo = Repository(redis, session_ttl_s=settings.session_ttl_days * 86400)
     intake = Intake(repo.scripts, session_ttl_s=repo.session_ttl_s)

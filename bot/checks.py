@@ -21,7 +21,7 @@ async def _slack(settings: Settings) -> str:
 async def _redis(settings: Settings) -> str:
     if settings.redis_url is None:
         return "ok — not configured: `storyloop run` starts a local redis-server with AOF"
-    redis = connect(settings.redis_url)
+    redis = connect(settings.redis_url, cluster=settings.redis_cluster)
     try:
         await redis.ping()
         persistence = await redis.info("persistence")

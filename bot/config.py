@@ -20,7 +20,8 @@ WHERE_TO_GET = {
     "(required in HTTP mode)",
     "OPENAI_API_KEY": "your LLM provider's API key (any non-empty value for local servers)",
     "OPENAI_BASE_URL": "base URL of any OpenAI-compatible endpoint, e.g. https://api.openai.com/v1",
-    "REDIS_URL": "redis://host:6379/0 (unset: `storyloop run` starts a local redis-server)",
+    "REDIS_URL": "redis://host:6379/0, redis+sentinel://host:26379/mymaster/0 or "
+    "redis+cluster://host:7000 (unset: `storyloop run` starts a local redis-server)",
     "SLACK_API_URL": "Slack Web API base, e.g. https://slack-gov.com/api/ for GovSlack",
     "STORYLOOP_MODEL": "the model name your endpoint serves",
 }
@@ -49,6 +50,8 @@ class Settings(BaseSettings):
         default="gpt-4o-mini", validation_alias=AliasChoices("STORYLOOP_MODEL", "OPENAI_MODEL")
     )
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    # A redis:// URL that names a node of a Redis Cluster (same as redis+cluster://).
+    redis_cluster: bool = Field(default=False, validation_alias="REDIS_CLUSTER")
     port: int = Field(default=3000, ge=1, le=65535, validation_alias="PORT")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     # text: one readable line per record; json: one JSON object per line (bot/logs.py).

@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from redis.asyncio import Redis
-
 from bot.pipeline.models import Session
 from storage import keys
+from storage.connection import Client
 
 FORMAT = "storyloop-export/1"
 
 
-async def session_ids(redis: Redis, team_id: str) -> list[str]:
+async def session_ids(redis: Client, team_id: str) -> list[str]:
     """Every session of the workspace still stored (SCAN: no blocking, no index needed)."""
     prefix = keys.session(team_id, "")
     found = {
@@ -40,7 +39,7 @@ def _versions(raw: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-async def export_session(redis: Redis, team_id: str, session_id: str) -> dict[str, Any] | None:
+async def export_session(redis: Client, team_id: str, session_id: str) -> dict[str, Any] | None:
     """One session as data, or None if it isn't stored (expired, deleted, never existed)."""
     pipe = redis.pipeline(transaction=True)  # one consistent snapshot
     pipe.hget(keys.session(team_id, session_id), "data")
@@ -68,7 +67,7 @@ async def export_session(redis: Redis, team_id: str, session_id: str) -> dict[st
 
 
 async def export_team(
-    redis: Redis, team_id: str, session_id: str | None = None
+    redis: Client, team_id: str, session_id: str | None = None
 ) -> dict[str, Any] | None:
     """The export document: one session (None if it isn't stored) or all of the workspace's."""
     ids = [session_id] if session_id else await session_ids(redis, team_id)

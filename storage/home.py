@@ -3,7 +3,8 @@ must be published again.
 
 The indexes are written by ``commit.lua`` in the same script as the session (``Writes.
 index_home``): a commit costs no extra round trip, and an index can never miss a committed
-change. Every key is per team (``sl:t:{team}:home:…``) except the publisher's list of teams.
+change. Every key is per team (``sl:t:{team}:{shard}:home:…``) except the publisher's list of
+teams.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from bot.pipeline.models import Session
 from storage import keys
+from storage.connection import Client
 from storage.scripts import Scripts
 
 # Slack wants the event acked within 3 s; a Home mark that can't be written in 2 is dropped.
@@ -64,15 +64,16 @@ class HomeMarks:
     async def opened(self, team_id: str, user_id: str, *, page: int | None = None) -> None:
         """Remember the viewer (and the page they asked for); their Home is published at once."""
         async with asyncio.timeout(MARK_TIMEOUT_S):
+            # The publisher's list of teams has no team's hash tag, so it is written on its own
+            # (first: a team listed with nothing due costs the publisher one empty look).
+            pipe = self._scripts.redis.pipeline(transaction=False)
+            pipe.sadd(keys.HOME_TEAMS, team_id)
+            pipe.expire(keys.HOME_TEAMS, self._ttl_s)
+            await pipe.execute()
             await self._scripts.run(
                 "home_open",
-                [
-                    keys.home_viewers(team_id),
-                    keys.home_dirty(team_id),
-                    keys.home_pages(team_id),
-                    keys.HOME_TEAMS,
-                ],
-                [user_id, "" if page is None else str(page), self._ttl_s, team_id],
+                [keys.home_viewers(team_id), keys.home_dirty(team_id), keys.home_pages(team_id)],
+                [user_id, "" if page is None else str(page), self._ttl_s],
             )
 
 
@@ -80,7 +81,7 @@ class HomeIndex:
     """The publisher's part: take the Homes that are due, read what they show, remember what
     was published."""
 
-    def __init__(self, redis: Redis, scripts: Scripts, *, ttl_s: int) -> None:
+    def __init__(self, redis: Client, scripts: Scripts, *, ttl_s: int) -> None:
         self.redis = redis
         self._scripts = scripts
         self._ttl_s = ttl_s
@@ -114,23 +115,23 @@ class HomeIndex:
         replaces whatever Slack shows (after a ``hash_conflict``)."""
         if not users:
             return
-        pipe = self.redis.pipeline(transaction=True)
-        if pause_ms > 0:
-            pipe.set(keys.home_pause(team_id), "1", px=pause_ms)
-        pipe.zadd(keys.home_dirty(team_id), dict.fromkeys(users, 0), lt=True)
-        if forget_hash:
-            pipe.hdel(keys.home_hashes(team_id), *users)
-        await pipe.execute()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if pause_ms > 0:
+                pipe.set(keys.home_pause(team_id), "1", px=pause_ms)
+            pipe.zadd(keys.home_dirty(team_id), dict.fromkeys(users, 0), lt=True)
+            if forget_hash:
+                pipe.hdel(keys.home_hashes(team_id), *users)
+            await pipe.execute()
 
     async def published(self, team_id: str, user_id: str, view_hash: str | None) -> None:
         key = keys.home_hashes(team_id)
-        pipe = self.redis.pipeline(transaction=True)
-        if view_hash:
-            pipe.hset(key, user_id, view_hash)
-        else:
-            pipe.hdel(key, user_id)
-        pipe.expire(key, self._ttl_s)
-        await pipe.execute()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if view_hash:
+                pipe.hset(key, user_id, view_hash)
+            else:
+                pipe.hdel(key, user_id)
+            pipe.expire(key, self._ttl_s)
+            await pipe.execute()
 
     async def read(
         self, team_id: str, user_id: str, *, page: int, mine_per_page: int, team_per_page: int
@@ -174,7 +175,7 @@ class HomeIndex:
     async def note_link(self, session: Session, link: str) -> None:
         """Keep a session's thread permalink with the session (same ledger, same expiry)."""
         key = keys.messages(session.team_id, session.id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(key, keys.HOME_LINK_SLOT, link)
-        pipe.expire(key, self._ttl_s)
-        await pipe.execute()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, keys.HOME_LINK_SLOT, link)
+            pipe.expire(key, self._ttl_s)
+            await pipe.execute()

@@ -55,7 +55,7 @@ class Intake:
         so the listener can show the first change itself right after the ack (bot/jobs/eager.py).
         """
         team, sid = trigger.team_id, trigger.session_id
-        script_keys = [keys.dedupe(team, trigger.job_id), keys.JOBS_STREAM]
+        script_keys = [keys.dedupe(team, trigger.job_id), keys.jobs_stream(team)]
         args: list[object] = [trigger.job_id, trigger.model_dump_json(), keys.DEDUPE_TTL_S]
         if eager_lease_ms > 0:
             script_keys += [
@@ -91,7 +91,7 @@ class Intake:
                 [
                     keys.thread(feedback.team_id, feedback.channel_id, feedback.thread_ts),
                     keys.dedupe(feedback.team_id, feedback.job_id),
-                    keys.JOBS_STREAM,
+                    keys.jobs_stream(feedback.team_id),
                     keys.early_replies(feedback.team_id, feedback.channel_id, feedback.thread_ts),
                 ],
                 [

@@ -1,19 +1,81 @@
 """Every Redis key name and TTL Storyloop uses, in one place.
 
-Per-workspace data lives under ``sl:t:{team}:…`` so one workspace's keys can never name
-another's session. Queue keys are global: a job carries its team.
+Per-workspace data lives under ``sl:t:{team}:{shard}:…`` so one workspace's keys can never name
+another's session.
+
+Redis Cluster: a Lua script or MULTI may only touch keys of one hash slot, so every key is
+named with a hash tag (the first ``{…}`` part, the only part Redis hashes; it comes before any
+session id or thread ts, so an id with braces in it can't move a key). The tag is the workspace's
+*shard*, not the workspace or the session, because the scripts that matter mix levels: intake
+writes a session's lease and the team's dedupe key and enqueues the job; ``commit.lua`` writes
+the session, the team's thread index and App Home indexes, the job's done marker and may enqueue
+replies. The job queue is one stream per shard (``jobs_stream``) in that same slot, so intake and
+commit stay single atomic scripts on a cluster. A workspace maps to one of ``SHARDS`` shards by a
+stable hash of its id; the shards' tags are picked to land evenly across the slot range, so a
+cluster created with ``redis-cli --cluster create`` (even slot ranges) spreads them evenly over
+its primaries (12: 4 each on 3 primaries, 3 on 4, 2 on 6). One workspace's load stays on one
+primary — what one workspace does is bounded by Slack's own rate limits — and the number of
+primaries that can share the load is bounded by ``SHARDS``. A single Redis or a Sentinel-managed
+one sees the same key names.
+
+Keys without a tag are only ever used one at a time (``HOME_TEAMS``).
 """
 
 from __future__ import annotations
 
-JOBS_STREAM = "sl:q:jobs"
+import zlib
+
+# One tag per shard: CRC16(tag) % 16384 of shard i falls in the i-th twelfth of the slot range
+# (checked by tests/unit/test_keys.py). Fixed forever: changing it would move every key.
+SHARD_TAGS = (
+    "w0.0",
+    "w1.22",
+    "w2.2",
+    "w3.10",
+    "w4.0",
+    "w5.3",
+    "w6.43",
+    "w7.17",
+    "w8.0",
+    "w9.50",
+    "w10.0",
+    "w11.11",
+)
+SHARDS = len(SHARD_TAGS)
 JOBS_GROUP = "workers"
 DEDUPE_TTL_S = 24 * 3600  # Slack retries within minutes; a day is generous and bounded
 LLM_CACHE_TTL_S = 24 * 3600
 
 
+def shard(team_id: str) -> int:
+    """The workspace's shard: a stable hash of its id (CRC32, the same in every process)."""
+    return zlib.crc32(team_id.encode()) % SHARDS
+
+
+def _tag(team_id: str) -> str:
+    return "{" + SHARD_TAGS[shard(team_id)] + "}"
+
+
 def _t(team_id: str) -> str:
-    return f"sl:t:{team_id}"
+    return f"sl:t:{team_id}:{_tag(team_id)}"
+
+
+def jobs_stream(team_id: str) -> str:
+    """The stream a workspace's jobs are queued on: its shard's, in the slot of its keys."""
+    return shard_stream(shard(team_id))
+
+
+def shard_stream(index: int) -> str:
+    return f"sl:q:{{{SHARD_TAGS[index]}}}:jobs"
+
+
+JOB_STREAMS = tuple(shard_stream(i) for i in range(SHARDS))
+
+
+def job_team(job_id: str) -> str:
+    """The workspace a job id names: every trigger's id is ``kind:team:…``
+    (bot/pipeline/triggers.py), so a job's own keys can share its workspace's slot."""
+    return job_id.split(":", 2)[1] if job_id.count(":") >= 1 else job_id
 
 
 def session(team_id: str, session_id: str) -> str:
@@ -122,12 +184,12 @@ def dedupe(team_id: str, identity: str) -> str:
 
 
 def llm_result(job_id: str, step: str) -> str:
-    return f"sl:llm:{job_id}:{step}"
+    return f"{_t(job_team(job_id))}:llm:{job_id}:{step}"
 
 
 def done(job_id: str) -> str:
     """Set in the same commit that finishes a job: what is left to deliver if we crash after."""
-    return f"sl:done:{job_id}"
+    return f"{_t(job_team(job_id))}:done:{job_id}"
 
 
 def eager(team_id: str, job_id: str) -> str:
@@ -139,7 +201,9 @@ EAGER_TTL_S = 3600  # a job waits for a worker for seconds, not hours
 
 
 # --- App Home (bot/jobs/home.py): per-team indexes of sessions, and whose Home to re-publish ---
-HOME_TEAMS = "sl:home:teams"  # set: teams with someone who opened the Home (the publisher's list)
+# set: teams with someone who opened the Home (the publisher's list); written on its own, never
+# in a script with a team's keys (it has no team's tag)
+HOME_TEAMS = "sl:home:teams"
 HOME_RECENT_MAX = 100  # sessions kept in a team's "recent" index
 HOME_MINE_MAX = 50  # sessions kept in one person's index (each is read to sort it into groups)
 HOME_LINK_SLOT = "home:link"  # the session's thread permalink, kept in its delivery ledger

@@ -1,24 +1,40 @@
-"""The jobs stream: a Redis Stream read by a consumer group, with leases via idle time.
+"""The job queue: one Redis Stream per shard (``keys.JOB_STREAMS``), each read by a consumer group,
+with leases via idle time.
 
 A job stays pending until acknowledged. A live worker keeps its entries fresh (XCLAIM JUSTID
 resets idle time without counting a delivery); entries of a crashed worker go idle and are
 reclaimed with XAUTOCLAIM by any live worker after the lease. The delivery count bounds retries.
+
+Why one stream per shard: a job is enqueued by the same Lua script that dedupes it and takes its
+session's lease (intake.lua, commit.lua), so its stream must sit in the slot of its workspace's
+keys (see storage/keys.py). On a Redis Cluster the streams are spread over the primaries like the
+workspaces. A multi-stream XREADGROUP is refused across slots, so a reader takes the streams one
+by one: a quick non-blocking pass over all of them (starting where its last pass stopped, so no
+shard is favoured), then a short blocking read on one; a job waits at most about ``POLL_MS`` for a
+reader that is blocked on another shard.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from storage import keys
+from storage.connection import Client
+
+POLL_MS = 100  # the longest a reader blocks on one shard before looking at the others again
 
 
 @dataclass(frozen=True)
 class QueuedJob:
+    """``entry_id`` is the job's place in the queue, ``{shard}/{stream entry id}``: opaque to
+    callers, who hand it back to ``touch`` and ``ack``."""
+
     entry_id: str
     job_id: str
     payload: dict[str, Any]
@@ -27,37 +43,44 @@ class QueuedJob:
 
 @dataclass(frozen=True)
 class QueueStats:
-    """The stream at one moment: jobs not yet done, those held by a worker, the oldest's age."""
+    """The streams at one moment: jobs not yet done, those held by a worker, the oldest's age."""
 
     depth: int
     pending: int
     oldest_age_s: float
 
 
+def _place(entry_id: str) -> tuple[str, str]:
+    index, _, raw = entry_id.partition("/")
+    return keys.shard_stream(int(index)), raw
+
+
 class JobQueue:
-    def __init__(self, redis: Redis, consumer: str) -> None:
+    def __init__(self, redis: Client, consumer: str) -> None:
         self.redis = redis
         self.consumer = consumer
+        self._turn = itertools.count()
 
     async def ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(keys.JOBS_STREAM, keys.JOBS_GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        for stream in keys.JOB_STREAMS:
+            try:
+                await self.redis.xgroup_create(stream, keys.JOBS_GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     @staticmethod
-    def _decode(entry_id: str, fields: dict[str, str], deliveries: int) -> QueuedJob:
+    def _decode(index: int, entry_id: str, fields: dict[str, str], deliveries: int) -> QueuedJob:
         payload = json.loads(fields["job"])
         if "sid" in fields and not payload.get("session_id"):
             payload["session_id"] = fields["sid"]
-        return QueuedJob(entry_id, fields["id"], payload, deliveries)
+        return QueuedJob(f"{index}/{entry_id}", fields["id"], payload, deliveries)
 
-    async def read(self, block_ms: int) -> QueuedJob | None:
-        """Next new job for this consumer (first delivery), or None after ``block_ms``."""
+    async def _read_one(self, index: int, block_ms: int | None) -> QueuedJob | None:
+        stream = keys.shard_stream(index)
         try:
             found: Any = await self.redis.xreadgroup(
-                keys.JOBS_GROUP, self.consumer, {keys.JOBS_STREAM: ">"}, count=1, block=block_ms
+                keys.JOBS_GROUP, self.consumer, {stream: ">"}, count=1, block=block_ms
             )
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
@@ -66,64 +89,94 @@ class JobQueue:
             return None
         for _stream, entries in found or []:
             for entry_id, fields in entries:
-                return self._decode(entry_id, fields, 1)
+                return self._decode(index, entry_id, fields, 1)
         return None
+
+    async def read(self, block_ms: int) -> QueuedJob | None:
+        """Next new job for this consumer (first delivery), or None after about ``block_ms``."""
+        deadline = time.monotonic() + block_ms / 1000
+        while True:
+            start = next(self._turn) % keys.SHARDS
+            for step in range(keys.SHARDS):
+                job = await self._read_one((start + step) % keys.SHARDS, None)
+                if job is not None:
+                    return job
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                return None
+            job = await self._read_one(start, min(left_ms, POLL_MS))
+            if job is not None:
+                return job
 
     async def reclaim(self, min_idle_ms: int, count: int = 10) -> list[QueuedJob]:
         """Take over jobs whose worker stopped renewing them (crash, kill -9, SIGSTOP)."""
-        result = await self.redis.xautoclaim(
-            keys.JOBS_STREAM, keys.JOBS_GROUP, self.consumer, min_idle_ms, "0-0", count=count
-        )
-        entries = result[1]
-        jobs = []
-        for entry_id, fields in entries:
-            if not fields:
-                continue
-            jobs.append(self._decode(entry_id, fields, await self.deliveries(entry_id)))
+        jobs: list[QueuedJob] = []
+        for index, stream in enumerate(keys.JOB_STREAMS):
+            if len(jobs) >= count:
+                break
+            result = await self.redis.xautoclaim(
+                stream, keys.JOBS_GROUP, self.consumer, min_idle_ms, "0-0", count=count - len(jobs)
+            )
+            for entry_id, fields in result[1]:
+                if not fields:
+                    continue
+                place = f"{index}/{entry_id}"
+                jobs.append(self._decode(index, entry_id, fields, await self.deliveries(place)))
         return jobs
 
     async def deliveries(self, entry_id: str) -> int:
-        info = await self.redis.xpending_range(
-            keys.JOBS_STREAM, keys.JOBS_GROUP, min=entry_id, max=entry_id, count=1
-        )
+        stream, raw = _place(entry_id)
+        info = await self.redis.xpending_range(stream, keys.JOBS_GROUP, min=raw, max=raw, count=1)
         return int(info[0]["times_delivered"]) if info else 1
 
     async def touch(self, entry_id: str) -> bool:
         """Renew our claim on a running job; False if another worker has taken it over."""
-        info = await self.redis.xpending_range(
-            keys.JOBS_STREAM, keys.JOBS_GROUP, min=entry_id, max=entry_id, count=1
-        )
+        stream, raw = _place(entry_id)
+        info = await self.redis.xpending_range(stream, keys.JOBS_GROUP, min=raw, max=raw, count=1)
         if not info or info[0]["consumer"] != self.consumer:
             return False
         claimed = await self.redis.xclaim(
-            keys.JOBS_STREAM, keys.JOBS_GROUP, self.consumer, 0, [entry_id], justid=True
+            stream, keys.JOBS_GROUP, self.consumer, 0, [raw], justid=True
         )
         return bool(claimed)
 
     async def stats(self) -> QueueStats:
-        """One round trip (for a metrics scrape, never the hot path). Done jobs are deleted
-        from the stream (``ack``), so its length is what is left to do; the oldest entry's id
-        is its enqueue time, measured against Redis's own clock."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xlen(keys.JOBS_STREAM)
-        pipe.xrange(keys.JOBS_STREAM, count=1)
-        pipe.xpending(keys.JOBS_STREAM, keys.JOBS_GROUP)
-        pipe.time()
-        depth, first, summary, now = await pipe.execute(raise_on_error=False)
-        for result in (depth, first, now):
-            if isinstance(result, Exception):
-                raise result
-        # No group yet (an error here): nothing is pending.
-        pending = 0 if isinstance(summary, Exception) else int(summary.get("pending") or 0)
-        oldest_age_s = 0.0
-        if first:
-            enqueued_ms = int(str(first[0][0]).split("-", 1)[0])
-            now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
-            oldest_age_s = max(0.0, (now_ms - enqueued_ms) / 1000)
-        return QueueStats(int(depth), pending, oldest_age_s)
+        """One pipeline over every shard's stream (for a metrics scrape, never the hot path).
+        Done jobs are deleted from the streams (``ack``), so their length is what is left to
+        do; the oldest entry's id is its enqueue time, measured against Redis's own clock."""
+        now = await self.redis.time()
+        now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream in keys.JOB_STREAMS:
+                pipe.xlen(stream)
+                pipe.xrange(stream, count=1)
+                pipe.xpending(stream, keys.JOBS_GROUP)
+            results = await pipe.execute(raise_on_error=False)
+        depth = pending = 0
+        oldest_ms: int | None = None
+        for length, first, summary in zip(results[0::3], results[1::3], results[2::3], strict=True):
+            for result in (length, first):
+                if isinstance(result, Exception):
+                    raise result
+            depth += int(length)
+            # No group yet (an error here): nothing is pending.
+            if not isinstance(summary, Exception):
+                pending += int(summary.get("pending") or 0)
+            if first:
+                enqueued_ms = int(str(first[0][0]).split("-", 1)[0])
+                oldest_ms = enqueued_ms if oldest_ms is None else min(oldest_ms, enqueued_ms)
+        age_s = 0.0 if oldest_ms is None else max(0.0, (now_ms - oldest_ms) / 1000)
+        return QueueStats(depth, pending, age_s)
 
     async def ack(self, entry_id: str) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xack(keys.JOBS_STREAM, keys.JOBS_GROUP, entry_id)
-        pipe.xdel(keys.JOBS_STREAM, entry_id)
-        await pipe.execute()
+        stream, raw = _place(entry_id)
+        # A context: it hands the MULTI's connection back (the cluster client's
+        # transactional pipeline keeps it otherwise).
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(stream, keys.JOBS_GROUP, raw)
+            pipe.xdel(stream, raw)
+            await pipe.execute()
+
+    async def depth(self) -> int:
+        """Jobs not yet acknowledged, over every shard (acks delete entries)."""
+        return sum([int(await self.redis.xlen(stream)) for stream in keys.JOB_STREAMS])

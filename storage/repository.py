@@ -13,11 +13,11 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from redis.asyncio import Redis
 
 from bot.pipeline.artifacts import PaidItem
 from bot.pipeline.models import Session, Stage, StoryVersion, Turn
 from storage import keys
+from storage.connection import Client
 from storage.home import involved
 from storage.scripts import Scripts
 
@@ -64,7 +64,7 @@ class Writes:
         self._add("SET", key, session.id, "-")
         early = keys.early_replies(session.team_id, session.channel_id, thread_ts)
         history = keys.history(session.team_id, session.id)
-        self._add("ADOPT", early, history, f"{keys.JOBS_STREAM}:{session.id}")
+        self._add("ADOPT", early, history, f"{keys.jobs_stream(session.team_id)}:{session.id}")
         return self
 
     def mark_done(self, job_id: str, marker: dict[str, Any]) -> Writes:
@@ -124,7 +124,7 @@ class Writes:
 
 
 class Repository:
-    def __init__(self, redis: Redis, *, session_ttl_s: int) -> None:
+    def __init__(self, redis: Client, *, session_ttl_s: int) -> None:
         self.redis = redis
         self.scripts = Scripts(redis)
         self.session_ttl_s = session_ttl_s
@@ -330,19 +330,19 @@ class Repository:
     async def note_message(self, session: Session, slot: str, value: str) -> None:
         """Overwrite a ledger entry (an upload's pending file id: a new upload replaces it)."""
         key = keys.messages(session.team_id, session.id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(key, slot, value)
-        pipe.expire(key, self.session_ttl_s)
-        await pipe.execute()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, slot, value)
+            pipe.expire(key, self.session_ttl_s)
+            await pipe.execute()
 
     async def record_message(self, session: Session, slot: str, ts: str) -> str:
         """Record the ts for a slot; if one was recorded first, that one wins and is returned."""
         key = keys.messages(session.team_id, session.id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hsetnx(key, slot, ts)
-        pipe.hget(key, slot)
-        pipe.expire(key, self.session_ttl_s)
-        _, stored, _ = await pipe.execute()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, slot, ts)
+            pipe.hget(key, slot)
+            pipe.expire(key, self.session_ttl_s)
+            _, stored, _ = await pipe.execute()
         return str(stored)
 
     # --- deletion (``/story delete``, bot/jobs/deletion.py) ---------------------------------

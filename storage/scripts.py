@@ -6,8 +6,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+
+from storage.connection import Client
 
 _LUA = Path(__file__).with_name("lua")
 NAMES = (
@@ -42,9 +43,12 @@ def source(name: str) -> str:
 
 
 class Scripts:
-    """Registered scripts for one client; redis-py re-loads them after a Redis restart."""
+    """Registered scripts for one client; redis-py re-loads them after a Redis restart (or on
+    a cluster primary that hasn't seen them). Keys are always passed as KEYS, so the cluster
+    client routes EVALSHA by them (and refuses keys of several slots before sending)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Client) -> None:
+        self.redis = redis
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(source(name)) for name in NAMES
         }

@@ -1,7 +1,8 @@
 -- Someone opened their App Home (or turned its page): remember them as a viewer, keep the page
 -- they are on, and mark their Home due at once (score 0) for the worker's Home publisher.
--- KEYS[1] viewers zset, KEYS[2] dirty zset, KEYS[3] pages hash, KEYS[4] teams set (global)
--- ARGV[1] user, ARGV[2] page ('' = keep the one they are on), ARGV[3] ttl (s), ARGV[4] team id
+-- KEYS[1] viewers zset, KEYS[2] dirty zset, KEYS[3] pages hash (the publisher's list of teams,
+-- which has no team's hash tag, is written beside it: storage/home.py)
+-- ARGV[1] user, ARGV[2] page ('' = keep the one they are on), ARGV[3] ttl (s)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[3])
@@ -14,6 +15,4 @@ if ARGV[2] ~= '' then
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 end
 redis.call('EXPIRE', KEYS[3], ttl)
-redis.call('SADD', KEYS[4], ARGV[4])
-redis.call('EXPIRE', KEYS[4], ttl)
 return 1

@@ -423,7 +423,7 @@ async def _view(
 async def pending_jobs(redis: Redis) -> int:
     """Jobs not yet acknowledged: entries left in the stream (acks delete them)."""
     try:
-        return int(await redis.xlen(keys.JOBS_STREAM))
+        return sum([int(await redis.xlen(stream)) for stream in keys.JOB_STREAMS])
     except Exception:
         return -1
 

@@ -460,7 +460,7 @@ async def test_f2_reply_gives_up_when_slack_refuses_every_post(
     await asyncio.sleep(4)
     now = len(emu.calls_to("chat.postMessage")) + len(emu.calls_to("chat.startStream"))
     assert now == attempts, "still retrying"
-    assert await redis.xlen(keys.JOBS_STREAM) == 0, "the reply job is still pending"
+    assert await redis.xlen(keys.jobs_stream(emu.team_id)) == 0, "the reply job is still pending"
     # The author is told in plain words (an ephemeral: posting in the thread is what fails).
     told = [e for e in emu.ephemerals_for(reply.user) if e.source == "chat.postEphemeral"]
     assert told and polite(told[-1].text)

@@ -88,7 +88,7 @@ async def test_the_creator_deletes_a_session(
     assert any(sid in k for k in everything)
     for key in everything:  # the job queue is the only key that doesn't expire
         # -1: no expiry (-2: gone since the SCAN, like a lease just given back)
-        assert key == keys.JOBS_STREAM or await redis.ttl(key) != -1, key
+        assert key in keys.JOB_STREAMS or await redis.ttl(key) != -1, key
     ack = await emu.slash_command(f"delete {_link(card.channel, card.ts)}")
     assert ack.ok and ack.seconds < 1.0
     await _assert_deleted(emu, redis, emu.team_id, sid, "U0ALICE")

@@ -149,7 +149,7 @@ async def test_listener_shows_first_changes_and_the_worker_goes_on(
 
 async def _pending(redis: Redis) -> bool:
     """Every job on the stream was read and acknowledged."""
-    groups = await redis.xinfo_groups(keys.JOBS_STREAM)
+    groups = [g for s in keys.JOB_STREAMS for g in await redis.xinfo_groups(s)]
     return all(int(g["pending"]) == 0 and int(g.get("lag") or 0) == 0 for g in groups)
 
 

@@ -40,7 +40,7 @@ async def assert_nothing_recorded(
     """No job, no session, no card, no LLM call, in any workspace's keys."""
     await asyncio.sleep(settle_s)
     assert sorted(await redis.keys("sl:t:*")) == []
-    assert await redis.xlen(keys.JOBS_STREAM) == 0
+    assert sum([await redis.xlen(s) for s in keys.JOB_STREAMS]) == 0
     assert emu.bot_messages() == []
     assert llm.requests == []
 

@@ -56,7 +56,7 @@ async def assert_nothing_started(
     """No job, no session, no card, no LLM call — checked after the worker had time to act."""
     await asyncio.sleep(settle_s)
     assert await session_keys(redis) == []
-    assert await redis.xlen(keys.JOBS_STREAM) == 0
+    assert sum([await redis.xlen(s) for s in keys.JOB_STREAMS]) == 0
     assert emu.bot_messages() == []
     assert llm.requests == []
 

@@ -62,14 +62,14 @@ def intake(repo: Repository) -> Intake:
 async def test_intake_enqueues_once_per_trigger(redis: Redis, intake: Intake) -> None:
     assert (await intake.submit(start_trigger())).outcome is Outcome.ENQUEUED
     assert (await intake.submit(start_trigger())).outcome is Outcome.DUPLICATE
-    assert await redis.xlen(keys.JOBS_STREAM) == 1
+    assert await redis.xlen(keys.jobs_stream("T1")) == 1
 
 
 async def test_concurrent_identical_intake_enqueues_one(redis: Redis, intake: Intake) -> None:
     click = approve_click()
     results = await asyncio.gather(*(intake.submit(click) for _ in range(20)))
     assert [r.outcome for r in results].count(Outcome.ENQUEUED) == 1
-    assert await redis.xlen(keys.JOBS_STREAM) == 1
+    assert await redis.xlen(keys.jobs_stream("T1")) == 1
 
 
 async def test_intake_takes_the_lease_for_the_eager_lane_only_when_free(
@@ -198,19 +198,19 @@ async def test_fenced_commit_refused_after_lease_taken_over(repo: Repository) ->
 
 async def test_commit_writes_are_atomic_with_the_session(redis: Redis, repo: Repository) -> None:
     s = make_session()
-    writes = Writes().index_thread(s, "5.5").mark_done("job1", {"deliver": ["story"]})
+    writes = Writes().index_thread(s, "5.5").mark_done("start:T1:s1", {"deliver": ["story"]})
     await repo.commit(None, s, fence=None, writes=writes)
     assert await repo.session_for_thread("T1", "C1", "5.5") == "s1"
-    assert await repo.done("job1") == {"deliver": ["story"]}
+    assert await repo.done("start:T1:s1") == {"deliver": ["story"]}
     # A conflicting commit writes nothing at all.
     with pytest.raises(CommitConflict):
         await repo.commit(
             None,
             s.model_copy(update={"prompt": "other"}),
             fence=None,
-            writes=Writes().mark_done("job2", {}),
+            writes=Writes().mark_done("msg:T1:C1:2.0", {}),
         )
-    assert await repo.done("job2") is None
+    assert await repo.done("msg:T1:C1:2.0") is None
     assert await redis.ttl(keys.session("T1", "s1")) > 0
 
 
@@ -235,7 +235,7 @@ async def test_queue_reclaims_jobs_of_a_dead_consumer(redis: Redis, intake: Inta
     assert not await dead.touch(job.entry_id)  # the dead one can't renew what it lost
     assert await alive.touch(job.entry_id)
     await alive.ack(job.entry_id)
-    assert await redis.xlen(keys.JOBS_STREAM) == 0
+    assert await redis.xlen(keys.jobs_stream("T1")) == 0
     assert await alive.reclaim(min_idle_ms=0) == []
 
 

@@ -329,8 +329,7 @@ class MemoryStore:
 
     def cached_llm_keys(self) -> list[str]:
         """LLM answers still cached (each should go with the commit of its result)."""
-        prefix = keys.llm_result("", "").removesuffix(":")  # "sl:llm:"
-        return sorted(k for k in self.strings if k.startswith(prefix))
+        return sorted(k for k in self.strings if ":llm:" in k)  # keys.llm_result
 
     # --- intake (what intake_feedback.lua does before a Feedback job runs) ------------------
     def add_user_turn(self, session: Session, turn: Turn) -> None:

@@ -1,0 +1,218 @@
+"""Real Redis Cluster and Sentinel setups started from the machine's redis-server.
+
+- ``RedisClusterProcs``: 3 primaries (``--cluster-enabled yes``) joined with ``redis-cli --cluster
+  create … --cluster-replicas 0``: slots split evenly, so the 12 workspace shards (storage/keys.py)
+  sit 4 on each primary.
+- ``SentinelSetup``: 1 primary, 1 replica, 3 sentinels (quorum 2) with a short
+  ``down-after-milliseconds``, so a killed primary is replaced within a few seconds.
+
+Each process gets a free port and its own folder; ``stop()`` ends only what was started here.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from tests.support.redis_server import free_port
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster-bus port (+10000) is free too: both must be below 65536."""
+    while True:
+        port = random.randint(20000, 45000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+
+
+def _binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"{name} is not installed (the test command installs it)")
+    return path
+
+
+def _ask(port: int, command: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+        conn.sendall(command)
+        return conn.recv(4096)
+
+
+class _Proc:
+    def __init__(self, folder: Path, args: list[str], port: int) -> None:
+        self.folder = folder
+        self.port = port
+        folder.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [_binary("redis-server"), *args, "--logfile", str(folder / "redis.log")],
+            cwd=folder,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if _ask(self.port, b"PING\r\n").startswith(b"+PONG"):
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited; see {self.folder / 'redis.log'}")
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server on {self.port} did not answer PING")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _server_args(port: int) -> list[str]:
+    return [
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--save",
+        "",
+        "--maxmemory-policy",
+        "noeviction",
+    ]
+
+
+class RedisClusterProcs:
+    def __init__(self, folder: Path, primaries: int = 3) -> None:
+        self.folder = folder
+        self.nodes = [
+            _Proc(
+                folder / f"node{i}",
+                [*_server_args(port), "--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
+                port,
+            )
+            for i, port in enumerate(_cluster_port() for _ in range(primaries))
+        ]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.wait_ready()
+        subprocess.run(
+            [
+                _binary("redis-cli"),
+                "--cluster",
+                "create",
+                *[f"127.0.0.1:{n.port}" for n in self.nodes],
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if all(b"cluster_state:ok" in _ask(n.port, b"CLUSTER INFO\r\n") for n in self.nodes):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the cluster did not reach cluster_state:ok")
+
+    def flush(self) -> None:
+        for node in self.nodes:
+            _ask(node.port, b"FLUSHALL\r\n")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+class SentinelSetup:
+    SERVICE = "mymaster"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.primary_port, self.replica_port = free_port(), free_port()
+        self.primary = _Proc(folder / "primary", _server_args(self.primary_port), self.primary_port)
+        self.replica = _Proc(
+            folder / "replica",
+            [*_server_args(self.replica_port), "--replicaof", "127.0.0.1", str(self.primary_port)],
+            self.replica_port,
+        )
+        self.sentinels: list[_Proc] = []
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.SERVICE}/0"
+
+    def start(self) -> None:
+        self.primary.wait_ready()
+        self.replica.wait_ready()
+        for i in range(3):
+            port = free_port()
+            folder = self.folder / f"sentinel{i}"
+            folder.mkdir(parents=True, exist_ok=True)
+            conf = folder / "sentinel.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\n"
+                f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.primary_port} 2\n"
+                f"sentinel down-after-milliseconds {self.SERVICE} 1000\n"
+                f"sentinel failover-timeout {self.SERVICE} 5000\n"
+                f"sentinel parallel-syncs {self.SERVICE} 1\n"
+            )
+            self.sentinels.append(_Proc(folder, [str(conf), "--sentinel"], port))
+        for s in self.sentinels:
+            s.wait_ready()
+        self.wait_replicated()
+
+    def wait_replicated(self) -> None:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if b"master_link_status:up" in _ask(self.replica_port, b"INFO replication\r\n"):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the replica never caught up with the primary")
+
+    def primary_port_now(self) -> int:
+        """The port the sentinels name as primary now."""
+        reply = _ask(
+            self.sentinels[0].port,
+            f"SENTINEL get-master-addr-by-name {self.SERVICE}\r\n".encode(),
+        )
+        return int(reply.split(b"\r\n")[4])
+
+    def flush(self) -> None:
+        _ask(self.primary_port_now(), b"FLUSHALL\r\n")
+
+    def stop(self) -> None:
+        for proc in [*self.sentinels, self.replica, self.primary]:
+            proc.stop()
