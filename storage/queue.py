@@ -8,20 +8,23 @@ reclaimed with XAUTOCLAIM by any live worker after the lease. The delivery count
 Why one stream per shard: a job is enqueued by the same Lua script that dedupes it and takes its
 session's lease (intake.lua, commit.lua), so its stream must sit in the slot of its workspace's
 keys (see storage/keys.py). On a Redis Cluster the streams are spread over the primaries like the
-workspaces. A multi-stream XREADGROUP is refused across slots, so a reader takes the streams one
-by one: a quick non-blocking pass over all of them (starting where its last pass stopped, so no
-shard is favoured), then a short blocking read on one; a job waits at most about ``POLL_MS`` for a
-reader that is blocked on another shard.
+workspaces. A multi-stream XREADGROUP is refused across slots, so on a cluster a reader takes the
+streams one by one: a quick non-blocking pass over all of them (starting where its last pass
+stopped, so no shard is favoured), then a short blocking read on one; a job waits at most about
+``POLL_MS`` for a reader that is blocked on another shard. On one server (standalone, or
+Sentinel's primary) a reader blocks on all the streams in one XREADGROUP: no polling, no wait.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from redis.asyncio import RedisCluster
 from redis.exceptions import ResponseError
 
 from storage import keys
@@ -60,6 +63,12 @@ class JobQueue:
         self.redis = redis
         self.consumer = consumer
         self._turn = itertools.count()
+        # One server (standalone or Sentinel's primary) takes one blocking XREADGROUP over
+        # every shard's stream; only a cluster, where one command can't span slots, polls.
+        self._one_server = not isinstance(redis, RedisCluster)
+        # COUNT applies per stream: one read may deliver a job from several shards at once.
+        # They are this consumer's now (in the group's pending list), so they wait here.
+        self._taken: collections.deque[QueuedJob] = collections.deque()
 
     async def ensure_group(self) -> None:
         for stream in keys.JOB_STREAMS:
@@ -92,8 +101,32 @@ class JobQueue:
                 return self._decode(index, entry_id, fields, 1)
         return None
 
+    async def _read_all(self, block_ms: int) -> QueuedJob | None:
+        """One blocking read over every shard's stream (a single server): no polling."""
+        if self._taken:
+            return self._taken.popleft()
+        try:
+            found: Any = await self.redis.xreadgroup(
+                keys.JOBS_GROUP,
+                self.consumer,
+                dict.fromkeys(keys.JOB_STREAMS, ">"),
+                count=1,
+                block=block_ms,
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self.ensure_group()
+            return None
+        for stream, entries in found or []:
+            index = keys.JOB_STREAMS.index(str(stream))
+            self._taken.extend(self._decode(index, i, fields, 1) for i, fields in entries)
+        return self._taken.popleft() if self._taken else None
+
     async def read(self, block_ms: int) -> QueuedJob | None:
         """Next new job for this consumer (first delivery), or None after about ``block_ms``."""
+        if self._one_server:
+            return await self._read_all(block_ms)
         deadline = time.monotonic() + block_ms / 1000
         while True:
             start = next(self._turn) % keys.SHARDS
