@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 from slack_sdk.oauth.installation_store.models.installation import Installation
 
 from storage import keys
-from storage.installations import RedisInstallationStore, RedisStateStore
+from bot.oauth import RedisInstallationStore, RedisStateStore
 
 
 def _installation(team: str, token: str) -> Installation:

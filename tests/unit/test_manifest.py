@@ -280,4 +280,15 @@ def test_variants_differ_only_in_transport(
     del stripped["settings"]["event_subscriptions"]["request_url"]
     del stripped["settings"]["interactivity"]["request_url"]
     del stripped["settings"]["interactivity"]["message_menu_options_url"]
+    del stripped["oauth_config"]["redirect_urls"]
     assert stripped == socket_manifest
+
+
+def test_http_manifest_redirects_to_the_oauth_path(http_manifest: dict[str, Any]) -> None:
+    """OAuth distribution: the one redirect URL is Bolt's redirect path on the events host,
+    and the scopes Bolt asks for at /slack/install are the manifest's."""
+    from bot.oauth import BOT_SCOPES, REDIRECT_PATH
+
+    urls = http_manifest["oauth_config"]["redirect_urls"]
+    assert urls == ["https://storyloop.example.com" + REDIRECT_PATH]
+    assert list(BOT_SCOPES) == http_manifest["oauth_config"]["scopes"]["bot"]

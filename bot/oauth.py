@@ -1,4 +1,5 @@
-"""Bolt's OAuth stores on Redis: installations (each workspace's bot token) and OAuth states.
+"""OAuth distribution: Bolt's stores on Redis — installations (each workspace's bot token) and
+OAuth states — and the settings of Bolt's install flow.
 
 They implement slack_sdk's async interfaces so Bolt's own OAuth flow (``/slack/install``,
 ``/slack/oauth_redirect``) and its ``authorize`` use them unchanged. Each is one key per
@@ -14,6 +15,7 @@ import secrets
 from logging import Logger
 from typing import Any
 
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.oauth.installation_store.async_installation_store import (
     AsyncInstallationStore,
 )
@@ -120,3 +122,44 @@ class RedisStateStore(AsyncOAuthStateStore):
         if not state or len(state) > 200:
             return False
         return await self.redis.getdel(keys.oauth_state(state)) is not None
+
+
+INSTALL_PATH = "/slack/install"
+REDIRECT_PATH = "/slack/oauth_redirect"
+# The bot scopes asked for at install: manifest.http.yml's (tests/unit/test_manifest.py).
+BOT_SCOPES = (
+    "commands",
+    "chat:write",
+    "channels:history",
+    "groups:history",
+    "channels:join",
+    "files:write",
+    "files:read",
+    "app_mentions:read",
+    "usergroups:read",
+    "users:read",
+)
+NOT_INSTALLED = (
+    "Storyloop isn't installed in this workspace (or it was removed). "
+    "Ask a workspace admin to add it again."
+)
+
+
+def oauth_settings(
+    client_id: str,
+    client_secret: str,
+    installations: RedisInstallationStore,
+    states: RedisStateStore,
+) -> AsyncOAuthSettings:
+    """Bolt's OAuth flow on our stores: ``/slack/install`` and ``/slack/oauth_redirect``."""
+    return AsyncOAuthSettings(
+        client_id=client_id,
+        client_secret=client_secret,
+        scopes=list(BOT_SCOPES),
+        install_path=INSTALL_PATH,
+        redirect_uri_path=REDIRECT_PATH,
+        installation_store=installations,
+        installation_store_bot_only=True,
+        state_store=states,
+        state_expiration_seconds=states.ttl_s,
+    )
