@@ -1,4 +1,4 @@
-"""Bolt's OAuth stores (storage/installations.py) on a real redis-server."""
+"""Bolt's OAuth stores (bot/oauth.py) on a real redis-server."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import asyncio
 from redis.asyncio import Redis
 from slack_sdk.oauth.installation_store.models.installation import Installation
 
-from storage import keys
 from bot.oauth import RedisInstallationStore, RedisStateStore
+from bot.slack.tokens import InstalledTokens
+from storage import keys
 
 
 def _installation(team: str, token: str) -> Installation:
@@ -73,3 +74,18 @@ async def test_state_expires(redis: Redis) -> None:
     assert 0 < await redis.pttl(keys.oauth_state(state)) <= 1000
     await asyncio.sleep(1.2)
     assert await store.async_consume(state) is False
+
+
+async def test_installed_tokens_are_cached_briefly(redis: Redis) -> None:
+    """The gateway's TokenSource: a workspace's token from the store, cached for ``ttl_s``, so
+    an uninstall stops a replica's calls within that time."""
+    store = RedisInstallationStore(redis)
+    tokens = InstalledTokens(store, ttl_s=0.3)
+    assert await tokens.token("T2") is None
+    await store.async_save(_installation("T2", "xoxb-two"))
+    await asyncio.sleep(0.35)
+    assert await tokens.token("T2") == "xoxb-two"
+    await store.async_delete_all(enterprise_id=None, team_id="T2")
+    assert await tokens.token("T2") == "xoxb-two"  # cached
+    await asyncio.sleep(0.35)
+    assert await tokens.token("T2") is None
