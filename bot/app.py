@@ -10,10 +10,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.request.payload_utils import (
     is_action,
@@ -39,8 +42,10 @@ from bot.media.images import ImageClient
 from bot.media.speech import SpeechClient
 from bot.media.video import OpenAIVideoJobs
 from bot.metrics import Metrics
+from bot.oauth import NOT_INSTALLED, RedisInstallationStore, RedisStateStore, oauth_settings
 from bot.services import HandlerServices
 from bot.slack.gateway import SlackGateway
+from bot.slack.tokens import InstalledTokens
 from bot.slack.uploads import Uploads
 from storage.connection import Client, connect
 from storage.home import HomeMarks
@@ -69,7 +74,7 @@ def web_client(
     With ``metrics``, a handler that never retries counts the 429s of every call.
     """
     return AsyncWebClient(
-        token=settings.slack_bot_token.get_secret_value(),
+        token=settings.bot_token,  # None with OAuth: each call names its workspace's token
         base_url=settings.slack_api_url,
         timeout=15,
         retry_handlers=[metrics.slack_counter()] if metrics is not None else [],
@@ -221,11 +226,12 @@ def build_app(
     client: AsyncWebClient,
     identity: BotIdentity | None = None,
     metrics: Metrics | None = None,
+    *,
+    oauth: AsyncOAuthSettings | None = None,
 ) -> AsyncApp:
     identity = identity or BotIdentity(client)
-    app = TimedApp(
+    common: dict[str, Any] = dict(
         client=client,
-        authorize=identity.authorizer(),
         signing_secret=(
             settings.slack_signing_secret.get_secret_value()
             if settings.slack_signing_secret
@@ -236,6 +242,21 @@ def build_app(
         raise_error_for_unhandled_request=False,
         logger=logging.getLogger("slack_bolt"),
     )
+    if oauth is None:
+        app = TimedApp(authorize=identity.authorizer(), **common)
+    else:
+        # Many workspaces: Bolt's install flow, and its authorize finds each request's
+        # workspace in the installation store (no installation: the polite refusal).
+        app = TimedApp(
+            oauth_settings=oauth,
+            installation_store_bot_only=True,
+            user_facing_authorize_error_message=NOT_INSTALLED,
+            **common,
+        )
+        if isinstance(app._async_authorize, AsyncInstallationStoreAuthorize):
+            # Bolt would call auth.test before every ack; a token's answer never changes.
+            app._async_authorize.cache_enabled = True
+        app.enable_token_revocation_listeners()  # app_uninstalled, tokens_revoked: delete
     app.metrics = metrics or Metrics()
     handlers.register(app, services)
     return app
@@ -267,7 +288,19 @@ def build_runtime(settings: Settings, redis_url: str, *, partner_pid: int | None
     crash = CrashPoints(settings.crash_point, partner=partner_pid)
     images = image_client(settings, metrics)
     speech = speech_client(settings, metrics)
-    gateway = SlackGateway(client, repo)
+    oauth: AsyncOAuthSettings | None = None
+    tokens: InstalledTokens | None = None
+    if settings.oauth:
+        assert settings.slack_client_id and settings.slack_client_secret
+        installations = RedisInstallationStore(redis)
+        tokens = InstalledTokens(installations)
+        oauth = oauth_settings(
+            settings.slack_client_id,
+            settings.slack_client_secret.get_secret_value(),
+            installations,
+            RedisStateStore(redis),
+        )
+    gateway = SlackGateway(client, repo, tokens)
     ctx = FlowContext(
         settings=settings,
         repo=repo,
@@ -301,7 +334,7 @@ def build_runtime(settings: Settings, redis_url: str, *, partner_pid: int | None
         repo=repo,
         home=HomeMarks(repo.scripts, ttl_s=repo.session_ttl_s),
     )
-    app = build_app(settings, services, client, identity, metrics)
+    app = build_app(settings, services, client, identity, metrics, oauth=oauth)
     return Runtime(
         settings, redis, app, worker, llm, client, http, identity, images, speech, eager, metrics
     )

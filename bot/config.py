@@ -22,6 +22,7 @@ WHERE_TO_GET = {
     "OPENAI_BASE_URL": "base URL of any OpenAI-compatible endpoint, e.g. https://api.openai.com/v1",
     "REDIS_URL": "redis://host:6379/0, redis+sentinel://host:26379/mymaster/0 or "
     "redis+cluster://host:7000 (unset: `storyloop run` starts a local redis-server)",
+    "SLACK_CLIENT_ID": "Slack app → Basic Information → App Credentials (OAuth distribution)",
     "SLACK_API_URL": "Slack Web API base, e.g. https://slack-gov.com/api/ for GovSlack",
     "STORYLOOP_MODEL": "the model name your endpoint serves",
 }
@@ -31,12 +32,35 @@ class SettingsError(Exception):
     """Configuration is missing or invalid; ``str()`` is the message for the admin."""
 
 
+class _SlackCredentials(BaseSettings):
+    """The bot token and OAuth credentials alone, read leniently (see ``load_settings``)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+    slack_bot_token: str | None = Field(default=None, validation_alias="SLACK_BOT_TOKEN")
+    slack_client_id: str | None = Field(default=None, validation_alias="SLACK_CLIENT_ID")
+    slack_client_secret: str | None = Field(default=None, validation_alias="SLACK_CLIENT_SECRET")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )
 
-    slack_bot_token: SecretStr = Field(validation_alias="SLACK_BOT_TOKEN")
+    # Required unless OAuth distribution is on (then every workspace's token is in Redis).
+    slack_bot_token: SecretStr | None = Field(default=None, validation_alias="SLACK_BOT_TOKEN")
+    # OAuth distribution (HTTP mode): /slack/install and /slack/oauth_redirect, one
+    # installation per workspace (docs/INSTALL.md). Both set: on.
+    slack_client_id: str | None = Field(default=None, validation_alias="SLACK_CLIENT_ID")
+    slack_client_secret: SecretStr | None = Field(
+        default=None, validation_alias="SLACK_CLIENT_SECRET"
+    )
     slack_app_token: SecretStr | None = Field(default=None, validation_alias="SLACK_APP_TOKEN")
     slack_signing_secret: SecretStr | None = Field(
         default=None, validation_alias="SLACK_SIGNING_SECRET"
@@ -164,6 +188,16 @@ class Settings(BaseSettings):
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
 
+    @property
+    def oauth(self) -> bool:
+        """Distributed to many workspaces: OAuth install flow, a token per workspace."""
+        return bool(self.slack_client_id and self.slack_client_secret) and not self.socket_mode
+
+    @property
+    def bot_token(self) -> str | None:
+        """The one bot token (single-workspace mode); None with OAuth."""
+        return self.slack_bot_token.get_secret_value() if self.slack_bot_token else None
+
     @field_validator("approval")
     @classmethod
     def _approval_rule(cls, value: str) -> str:
@@ -188,8 +222,8 @@ class Settings(BaseSettings):
 
     @field_validator("slack_bot_token")
     @classmethod
-    def _bot_token_shape(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith("xoxb-"):
+    def _bot_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xoxb-"):
             raise ValueError("must be a bot token starting with xoxb-")
         return value
 
@@ -216,6 +250,9 @@ class Settings(BaseSettings):
         "video_api_key",
         "daily_spend_limit_usd",
         "crash_point",
+        "slack_bot_token",
+        "slack_client_id",
+        "slack_client_secret",
         mode="before",
     )
     @classmethod
@@ -253,6 +290,7 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value, for the log redaction filter."""
         values = [self.slack_bot_token, self.slack_app_token, self.slack_signing_secret]
+        values.append(self.slack_client_secret)
         values.append(self.openai_api_key)
         values.append(self.image_api_key)
         values.append(self.video_api_key)
@@ -261,16 +299,27 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Build ``Settings`` or raise ``SettingsError`` listing everything that is wrong."""
+    # Is there a bot token, or OAuth instead? Asked of the same sources before the full check,
+    # so a missing token is listed with every other problem, as when it was always required.
+    credentials = _SlackCredentials(**overrides)  # type: ignore[arg-type]
+    problems: list[str] = []
+    if not credentials.slack_bot_token and not (
+        credentials.slack_client_id and credentials.slack_client_secret
+    ):
+        problems.append(
+            "  - SLACK_BOT_TOKEN is missing\n      get it from: " + WHERE_TO_GET["SLACK_BOT_TOKEN"]
+        )
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = []
         for err in exc.errors():
             name = str(err["loc"][0]) if err["loc"] else "?"
             what = "is missing" if err["type"] == "missing" else f"is invalid: {err['msg']}"
             hint = WHERE_TO_GET.get(name, "")
             problems.append(f"  - {name} {what}" + (f"\n      get it from: {hint}" if hint else ""))
         raise SettingsError("Storyloop can't start:\n" + "\n".join(problems)) from None
+    if problems:
+        raise SettingsError("Storyloop can't start:\n" + "\n".join(problems))
     if not settings.socket_mode and settings.slack_signing_secret is None:
         raise SettingsError(
             "Storyloop can't start:\n  - SLACK_SIGNING_SECRET is missing (HTTP mode, because "

@@ -195,7 +195,8 @@ async def serve(settings: Settings, redis_url: str) -> None:
         where = redis_url.rsplit("@", maxsplit=1)[-1]  # never print a password in the URL
         raise StartupError(f"Redis at {where} is not reachable.") from exc
     try:
-        await rt.identity.load()
+        if not settings.oauth:  # with OAuth there is no one token: each workspace has its own
+            await rt.identity.load()
     except Exception as exc:
         await rt.close()
         raise StartupError(

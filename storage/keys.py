@@ -244,3 +244,17 @@ def home_hashes(team_id: str) -> str:
 def home_pause(team_id: str) -> str:
     """Set (with the Retry-After as its expiry) when views.publish was rate limited."""
     return f"{_t(team_id)}:home:pause"
+
+
+def installation(team_id: str) -> str:
+    """String: the workspace's (or, for an org-wide install, the org's) Bolt installation as
+    JSON — its bot token among it. One per workspace: Storyloop asks for no user tokens."""
+    return f"{_t(team_id)}:install"
+
+
+def oauth_state(state: str) -> str:
+    """String: an OAuth ``state`` issued by ``/slack/install``, consumed once by the redirect."""
+    return f"sl:oauth:state:{state}"
+
+
+OAUTH_STATE_TTL_S = 600  # the user has ten minutes to click Allow

@@ -27,7 +27,7 @@ from bot.jobs.model import Deferred, Job
 from bot.logs import correlation_id, session_id, team_id
 from bot.pipeline.models import Session
 from bot.pipeline.triggers import Trigger
-from bot.slack.gateway import LeaseLost, lease_guard
+from bot.slack.gateway import LeaseLost, SlackGateway, lease_guard
 from storage.repository import CommitConflict, EagerState
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,8 @@ class EagerLane:
         job = Job(trigger.job_id, trigger, "", 0, fence, eager=True, session=session)
         state = EagerState.RUNNING  # failed part-way: the worker looks for what it posted
         try:
+            if isinstance(self.flows.ctx.gateway, SlackGateway):
+                await self.flows.ctx.gateway.for_workspace(team)  # OAuth: the workspace's token
             await self.flows.run(job)  # done here: a refusal, or nothing postable
             state = EagerState.HANDED
         except Deferred:

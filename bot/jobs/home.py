@@ -106,6 +106,7 @@ class HomePublisher:
         async def one(home: DueHome) -> None:
             async with self._slots:
                 try:
+                    await self.gateway.for_workspace(team)  # OAuth: the workspace's token
                     outcomes[home.user_id] = await self.publish(team, home)
                 except Exception:
                     log.warning("App Home of %s not published", home.user_id, exc_info=True)

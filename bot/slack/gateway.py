@@ -24,6 +24,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.pipeline.models import Session
 from bot.slack.blocks import Rendered
 from bot.slack.streams import AnswerStreams, StreamedAnswer
+from bot.slack.tokens import TokenSource
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +77,55 @@ Guard = Callable[[], Awaitable[bool]]
 # Set by the worker for the job running in this task: "do we still own the session?"
 lease_guard: ContextVar[Guard | None] = ContextVar("lease_guard", default=None)
 MAX_RATE_LIMIT_WAITS = 5
+# OAuth mode: the client holding the token of the workspace the job in this task serves.
+workspace_client: ContextVar[AsyncWebClient | None] = ContextVar("workspace_client", default=None)
 
 
 def _text(msg: Rendered) -> str:
     return msg.text[:MAX_FALLBACK_TEXT]
 
 
+class NotInstalled(Exception):
+    """OAuth mode: the workspace has no installation (uninstalled, or its tokens revoked)."""
+
+
 class SlackGateway:
-    def __init__(self, client: AsyncWebClient, ledger: MessageLedger) -> None:
-        self.client = client
+    def __init__(
+        self, client: AsyncWebClient, ledger: MessageLedger, tokens: TokenSource | None = None
+    ) -> None:
+        self._client = client
         self.ledger = ledger
+        self.tokens = tokens  # None: one workspace, one token (SLACK_BOT_TOKEN)
+        self._clients: dict[str, AsyncWebClient] = {}
+
+    @property
+    def client(self) -> AsyncWebClient:
+        """The client for the workspace this task serves (``for_workspace``), else the one."""
+        return workspace_client.get() or self._client
+
+    async def for_workspace(self, team_id: str) -> None:
+        """Make this task's Slack calls use ``team_id``'s token (OAuth mode; else nothing).
+
+        A ContextVar rather than a parameter: every call of the job, down to uploads and
+        streams, goes through ``client`` already, and tasks the job starts inherit it.
+        """
+        if self.tokens is None:
+            return
+        token = await self.tokens.token(team_id)
+        if token is None:
+            raise NotInstalled(team_id)
+        client = self._clients.get(token)
+        if client is None:
+            base = self._client
+            client = AsyncWebClient(
+                token=token,
+                base_url=base.base_url,
+                timeout=base.timeout,
+                session=base.session,
+                retry_handlers=base.retry_handlers,
+            )
+            self._clients = {**self._clients, token: client}
+        workspace_client.set(client)
 
     async def call(self, method: str, *, wait_on_429: bool = True, **kwargs: Any) -> Any:
         """One Web API call; on 429 wait Retry-After, then go on only if we still own the job."""

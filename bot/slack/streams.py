@@ -168,7 +168,7 @@ class AnswerStreams:
         self.edit_interval_s = edit_interval_s
         self.clock = clock
         self.refused: dict[str, str] = {}  # team → the error that said it can't stream
-        self._me: tuple[str, str] | None = None
+        self._me: dict[str, tuple[str, str]] = {}  # token → (bot user id, bot id)
 
     async def open(
         self,
@@ -224,13 +224,17 @@ class AnswerStreams:
         return None
 
     async def _identity(self) -> tuple[str, str]:
-        if self._me is None:
+        # Per token: with OAuth each workspace has its own bot user.
+        key = self.gateway.client.token or ""
+        me = self._me.get(key)
+        if me is None:
             try:
                 resp = await self.gateway.call("auth_test")
             except (SlackApiError, *_TRANSIENT) as exc:
                 raise AnswerLookupFailed(f"auth.test: {exc}") from None
-            self._me = (str(resp.get("user_id") or ""), str(resp.get("bot_id") or ""))
-        return self._me
+            me = (str(resp.get("user_id") or ""), str(resp.get("bot_id") or ""))
+            self._me = {**self._me, key: me}
+        return me
 
 
 class StreamedAnswer:

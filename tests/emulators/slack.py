@@ -46,6 +46,7 @@ from tests.emulators.slack_files import (
 )
 from tests.emulators.slack_groups import UserGroups
 from tests.emulators.slack_home import PUBLISH, SlackHome
+from tests.emulators.slack_oauth import OAUTH_ACCESS, SlackOAuth
 from tests.emulators.slack_payloads import sign
 from tests.emulators.slack_shortcuts import deliver_global_shortcut, deliver_message_shortcut
 from tests.emulators.slack_state import (
@@ -303,6 +304,8 @@ class SlackEmulator:
         self.home = SlackHome(self)
         #: User groups (usergroups.list / usergroups.users.list); tests add them.
         self.usergroups = UserGroups(team_id)
+        #: OAuth distribution: oauth.v2.access, more workspaces, uninstalls (slack_oauth.py).
+        self.oauth = SlackOAuth(self)
         self._methods: dict[str, Callable[[JSON], JSON]] = {
             "auth.test": self._auth_test,
             "apps.connections.open": self._apps_connections_open,
@@ -586,14 +589,20 @@ class SlackEmulator:
         self.calls.append(call)
         if parse_error:
             return self._reply(call, {"ok": False, "error": parse_error})
+        if method == OAUTH_ACCESS:  # authenticated by client id and secret, not a token
+            return self._reply(
+                call, self.oauth.access(params, request.headers.get("Authorization", ""))
+            )
         handler = self._methods.get(method)
         if handler is None:
             return self._reply(call, {"ok": False, "error": "unknown_method"})
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
         if not token:
             return self._reply(call, {"ok": False, "error": "not_authed"})
-        if token != expected:
+        if token != expected and not self.oauth.accepts(token):
             return self._reply(call, {"ok": False, "error": "invalid_auth"})
+        if method == "auth.test" and token != expected:
+            return self._reply(call, self.oauth.auth_test(token))
         if method in self._delays:
             await asyncio.sleep(self._delays[method])
         queue = self._faults.get(method)
@@ -1603,6 +1612,7 @@ class SlackEmulator:
         user: str = "U0ALICE",
         channel: str = "C0PUBLIC",
         command: str = "/story",
+        team_id: str | None = None,
     ) -> AckResult:
         """A human runs ``/story text``; returns the ack body (``{}`` if empty) with timing.
 
@@ -1619,7 +1629,7 @@ class SlackEmulator:
             user_name=member.name,
             channel_id=channel,
             channel_name=channel_name,
-            team_id=self.team_id,
+            team_id=team_id or self.team_id,  # another installed workspace (slack_oauth.py)
             app_id=self.app_id,
             response_url=self._new_response_url(channel=channel, user=user),
             trigger_id=self._new_trigger(user),

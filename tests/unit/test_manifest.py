@@ -19,6 +19,8 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator
 
+from bot.oauth import BOT_SCOPES, REDIRECT_PATH
+
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = "manifest.schema.1.0.0.json"
 # Prefer the team's shared copy (checked out beside the repo); fall back to the vendored one.
@@ -280,4 +282,13 @@ def test_variants_differ_only_in_transport(
     del stripped["settings"]["event_subscriptions"]["request_url"]
     del stripped["settings"]["interactivity"]["request_url"]
     del stripped["settings"]["interactivity"]["message_menu_options_url"]
+    del stripped["oauth_config"]["redirect_urls"]
     assert stripped == socket_manifest
+
+
+def test_http_manifest_redirects_to_the_oauth_path(http_manifest: dict[str, Any]) -> None:
+    """OAuth distribution: the one redirect URL is Bolt's redirect path on the events host,
+    and the scopes Bolt asks for at /slack/install are the manifest's."""
+    urls = http_manifest["oauth_config"]["redirect_urls"]
+    assert urls == ["https://storyloop.example.com" + REDIRECT_PATH]
+    assert list(BOT_SCOPES) == http_manifest["oauth_config"]["scopes"]["bot"]
