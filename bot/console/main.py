@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import shutil
@@ -47,6 +48,9 @@ NEEDS = (
     "http://localhost:11434/v1 for Ollama), OPENAI_API_KEY (any value for local servers) and "
     "OPENAI_MODEL, in the environment or in .env."
 )
+
+
+PORT_ATTEMPTS = 5
 
 
 def _free_port() -> int:
@@ -141,7 +145,17 @@ class Replica:
             await asyncio.to_thread(self.thread.start)
         else:
             await rt.worker.start()
-        self.runner = await start_http(rt, host="127.0.0.1")
+        # The port was free when it was picked, but another program may take it before we
+        # bind: pick again rather than die (a few times; then say so).
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                self.runner = await start_http(rt, host="127.0.0.1")
+                break
+            except OSError as exc:
+                if attempt == PORT_ATTEMPTS:
+                    raise StartupError("no free local port for the app") from exc
+                self.settings = self.settings.model_copy(update={"port": _free_port()})
+                rt.settings = self.settings
 
     @property
     def events_url(self) -> str:
@@ -181,6 +195,12 @@ async def _session(
     except StartupError as exc:
         screen.show([f"Storyloop console can't start: {exc} (log: {folder}/console.log)"])
         await replica.stop()
+        return 1
+    except Exception:
+        logging.getLogger(__name__).exception("the console could not start")
+        screen.show([f"Storyloop console can't start; see {folder}/console.log."])
+        with contextlib.suppress(Exception):
+            await replica.stop()
         return 1
     assert replica.rt is not None
     await _probe_llm(replica.rt, screen)
