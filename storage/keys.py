@@ -244,3 +244,16 @@ def home_hashes(team_id: str) -> str:
 def home_pause(team_id: str) -> str:
     """Set (with the Retry-After as its expiry) when views.publish was rate limited."""
     return f"{_t(team_id)}:home:pause"
+
+
+# --- Slack's rate limits as one shared budget (storage/budget.py, lua/budget.lua) ---
+def budget_channel(team_id: str, channel_id: str) -> str:
+    """Hash {tokens, at}: the token bucket of one channel's chat.postMessage and chat.update
+    (Slack: about one message per second per channel). In the workspace's slot, so one script
+    takes it together with ``budget_updates``."""
+    return f"{_t(team_id)}:rl:ch:{channel_id}"
+
+
+def budget_updates(team_id: str) -> str:
+    """Hash {tokens, at}: the token bucket of the workspace's chat.update calls (Tier 3)."""
+    return f"{_t(team_id)}:rl:upd"
