@@ -17,11 +17,15 @@ from tests.support.redis_server import RedisServer
 SLOW = 0.001  # tokens a second: no refill worth counting during a test
 
 
+CHANNEL = Bucket(SLOW, 3, 1)
+UPDATES = Bucket(SLOW, 5, 2)
+
+
 def budget(
     redis: Redis,
     *,
-    channel: Bucket = Bucket(SLOW, 3, 1),
-    updates: Bucket = Bucket(SLOW, 5, 2),
+    channel: Bucket = CHANNEL,
+    updates: Bucket = UPDATES,
     max_wait_s: float = 10.0,
 ) -> RedisRateBudget:
     return RedisRateBudget(Scripts(redis), channel=channel, updates=updates, max_wait_s=max_wait_s)
@@ -33,7 +37,7 @@ async def test_a_burst_goes_at_once_then_results_wait_and_the_bucket_refills(red
     assert waits[:3] == [0.0, 0.0, 0.0]
     # Results past the burst are queued in turn: the 4th after ~1/rate, the 5th after ~2/rate.
     assert waits[3] is not None and waits[4] is not None
-    assert 0.05 < waits[3] <= 0.1 < waits[4] <= 0.2
+    assert 0 < waits[3] <= 0.1 and waits[3] + 0.05 < waits[4] <= 0.2
     await asyncio.sleep(0.6)  # debt (2) paid back and the burst (3) refilled at 10/s
     assert [await b.take("T1", "C1", "chat_postMessage", best_effort=False) for _ in range(3)] == [
         0.0
@@ -66,7 +70,7 @@ async def test_a_progress_edit_needs_room_in_its_channel_too(redis: Redis) -> No
     # A post takes nothing of the workspace's chat.update bucket; other calls take nothing.
     assert await b.take("T1", "C1", "chat_getPermalink", best_effort=False) == 0.0
     state = await redis.hgetall(keys.budget_updates("T1"))
-    assert float(state["tokens"]) == 48.0
+    assert round(float(state["tokens"]), 2) == 48.0  # 50 less two edits
     assert await redis.ttl(keys.budget_updates("T1")) > 0
 
 
