@@ -101,8 +101,8 @@ class Settings(BaseSettings):
     # results wait their turn, at most budget_max_wait_s. Off: only Slack's 429s pace us.
     slack_budget: bool = Field(default=True, validation_alias="STORYLOOP_SLACK_BUDGET")
     channel_per_s: float = Field(default=1.0, gt=0, validation_alias="STORYLOOP_CHANNEL_PER_S")
-    channel_burst: float = Field(default=4.0, ge=1, validation_alias="STORYLOOP_CHANNEL_BURST")
-    channel_reserve: float = Field(default=2.0, ge=0, validation_alias="STORYLOOP_CHANNEL_RESERVE")
+    channel_burst: float = Field(default=5.0, ge=1, validation_alias="STORYLOOP_CHANNEL_BURST")
+    channel_reserve: float = Field(default=1.0, ge=0, validation_alias="STORYLOOP_CHANNEL_RESERVE")
     updates_per_min: float = Field(
         default=50.0, gt=0, validation_alias="STORYLOOP_UPDATES_PER_MINUTE"
     )
