@@ -47,11 +47,13 @@ from bot.services import HandlerServices
 from bot.slack.gateway import SlackGateway
 from bot.slack.tokens import InstalledTokens
 from bot.slack.uploads import Uploads
+from storage.budget import Bucket, RedisRateBudget
 from storage.connection import Client, connect
 from storage.home import HomeMarks
 from storage.intake import Intake
 from storage.queue import JobQueue
 from storage.repository import Repository
+from storage.scripts import Scripts
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +264,20 @@ def build_app(
     return app
 
 
+def rate_budget(settings: Settings, scripts: Scripts) -> RedisRateBudget | None:
+    """The shared Slack rate budget (``storage/budget.py``), or None when it is turned off."""
+    if not settings.slack_budget:
+        return None
+    return RedisRateBudget(
+        scripts,
+        channel=Bucket(settings.channel_per_s, settings.channel_burst, settings.channel_reserve),
+        updates=Bucket(
+            settings.updates_per_min / 60, settings.update_burst, settings.update_reserve
+        ),
+        max_wait_s=settings.budget_max_wait_s,
+    )
+
+
 def build_runtime(settings: Settings, redis_url: str, *, partner_pid: int | None = None) -> Runtime:
     """Everything a replica needs. Call it from a running event loop (it opens an HTTP session).
 
@@ -300,7 +316,7 @@ def build_runtime(settings: Settings, redis_url: str, *, partner_pid: int | None
             installations,
             RedisStateStore(redis),
         )
-    gateway = SlackGateway(client, repo, tokens)
+    gateway = SlackGateway(client, repo, tokens, rate_budget(settings, repo.scripts))
     ctx = FlowContext(
         settings=settings,
         repo=repo,

@@ -119,6 +119,22 @@ class Settings(BaseSettings):
     # a Home waits after its first change so that a burst of changes is one views.publish.
     home_interval_s: float = Field(default=1.0, gt=0, validation_alias="STORYLOOP_HOME_INTERVAL")
     home_settle_s: float = Field(default=2.0, ge=0, validation_alias="STORYLOOP_HOME_SETTLE")
+    # Slack's rate limits as one budget shared by every replica, in Redis (storage/budget.py):
+    # each channel's posts and edits (~1/s, small burst) and the workspace's chat.update (Tier
+    # 3, ~50/min). Progress edits are made only while a bucket holds more than its reserve;
+    # results wait their turn, at most budget_max_wait_s. Off: only Slack's 429s pace us.
+    slack_budget: bool = Field(default=True, validation_alias="STORYLOOP_SLACK_BUDGET")
+    channel_per_s: float = Field(default=1.0, gt=0, validation_alias="STORYLOOP_CHANNEL_PER_S")
+    channel_burst: float = Field(default=5.0, ge=1, validation_alias="STORYLOOP_CHANNEL_BURST")
+    channel_reserve: float = Field(default=1.0, ge=0, validation_alias="STORYLOOP_CHANNEL_RESERVE")
+    updates_per_min: float = Field(
+        default=50.0, gt=0, validation_alias="STORYLOOP_UPDATES_PER_MINUTE"
+    )
+    update_burst: float = Field(default=10.0, ge=1, validation_alias="STORYLOOP_UPDATE_BURST")
+    update_reserve: float = Field(default=5.0, ge=0, validation_alias="STORYLOOP_UPDATE_RESERVE")
+    budget_max_wait_s: float = Field(
+        default=10.0, gt=0, validation_alias="STORYLOOP_BUDGET_MAX_WAIT"
+    )
 
     # Reference images: the OpenAI Images API (or any server that speaks it). Base URL and key
     # default to the LLM's. gpt-image-1, its mini and DALL·E are shut down.

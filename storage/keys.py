@@ -258,3 +258,16 @@ def oauth_state(state: str) -> str:
 
 
 OAUTH_STATE_TTL_S = 600  # the user has ten minutes to click Allow
+
+
+# --- Slack's rate limits as one shared budget (storage/budget.py, lua/budget.lua) ---
+def budget_channel(team_id: str, channel_id: str) -> str:
+    """Hash {tokens, at}: the token bucket of one channel's chat.postMessage and chat.update
+    (Slack: about one message per second per channel). In the workspace's slot, so one script
+    takes it together with ``budget_updates``."""
+    return f"{_t(team_id)}:rl:ch:{channel_id}"
+
+
+def budget_updates(team_id: str) -> str:
+    """Hash {tokens, at}: the token bucket of the workspace's chat.update calls (Tier 3)."""
+    return f"{_t(team_id)}:rl:upd"

@@ -25,6 +25,7 @@ NAMES = (
     "home_take",
     "seize",
     "erase",
+    "budget",
 )
 
 

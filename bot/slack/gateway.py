@@ -57,6 +57,16 @@ class MessageLedger(Protocol):
         ...
 
 
+class RateBudget(Protocol):
+    """Slack's rate limits as one budget shared by all replicas (``storage/budget.py``)."""
+
+    async def take(
+        self, team_id: str, channel_id: str, method: str, *, best_effort: bool
+    ) -> float | None:
+        """Seconds to wait before calling ``method`` (0: now); None: skip this progress edit."""
+        ...
+
+
 class NotPostable(Exception):
     """The app cannot post in this channel (not a member of a private channel, a DM, …)."""
 
@@ -79,6 +89,7 @@ lease_guard: ContextVar[Guard | None] = ContextVar("lease_guard", default=None)
 MAX_RATE_LIMIT_WAITS = 5
 # OAuth mode: the client holding the token of the workspace the job in this task serves.
 workspace_client: ContextVar[AsyncWebClient | None] = ContextVar("workspace_client", default=None)
+GUARD_AFTER_WAIT_S = 1.0  # a budget wait this long re-checks the lease before the call
 
 
 def _text(msg: Rendered) -> str:
@@ -91,12 +102,17 @@ class NotInstalled(Exception):
 
 class SlackGateway:
     def __init__(
-        self, client: AsyncWebClient, ledger: MessageLedger, tokens: TokenSource | None = None
+        self,
+        client: AsyncWebClient,
+        ledger: MessageLedger,
+        tokens: TokenSource | None = None,
+        budget: RateBudget | None = None,
     ) -> None:
         self._client = client
         self.ledger = ledger
         self.tokens = tokens  # None: one workspace, one token (SLACK_BOT_TOKEN)
         self._clients: dict[str, AsyncWebClient] = {}
+        self.budget = budget
 
     @property
     def client(self) -> AsyncWebClient:
@@ -126,6 +142,23 @@ class SlackGateway:
             )
             self._clients = {**self._clients, token: client}
         workspace_client.set(client)
+
+    async def _admit(self, session: Session, method: str, *, best_effort: bool = False) -> bool:
+        """Take ``method``'s token from the shared budget: False means skip (a progress edit
+        with no room); a result waits its turn, then goes on only if we still own the job."""
+        if self.budget is None:
+            return True
+        wait = await self.budget.take(
+            session.team_id, session.channel_id, method, best_effort=best_effort
+        )
+        if wait is None:
+            return False
+        if wait > 0:
+            await asyncio.sleep(wait)
+            guard = lease_guard.get()
+            if wait >= GUARD_AFTER_WAIT_S and guard is not None and not await guard():
+                raise LeaseLost(method)
+        return True
 
     async def call(self, method: str, *, wait_on_429: bool = True, **kwargs: Any) -> Any:
         """One Web API call; on 429 wait Retry-After, then go on only if we still own the job."""
@@ -211,6 +244,7 @@ class SlackGateway:
         }
         if thread_ts:
             kwargs["thread_ts"] = thread_ts
+        await self._admit(session, "chat_postMessage")
         try:
             resp = await self.call("chat_postMessage", **kwargs)
         except SlackApiError as exc:
@@ -269,11 +303,15 @@ class SlackGateway:
         """Edit a message we own (idempotent, so transient failures are simply retried).
 
         ``best_effort`` (live progress): a rate limit is not waited out — the edit is skipped,
-        so a busy workspace slows the progress display, never the story. ``metadata``: give
+        so a busy workspace slows the progress display, never the story; nor is it made when
+        the shared rate budget has no room beyond what results need. ``metadata``: give
         the message its slot's metadata too (a streamed answer, which had none).
         """
         extra = {"metadata": metadata} if metadata else {}
         for attempt in range(1, ATTEMPTS + 1):
+            if not await self._admit(session, "chat_update", best_effort=best_effort):
+                log.debug("progress edit of %s skipped: no room in the rate budget", ts)
+                return
             try:
                 await self.call(
                     "chat_update",

@@ -48,6 +48,13 @@ def app_env(
         "STORYLOOP_LLM_TIMEOUT": "5",
         "STORYLOOP_LLM_BACKOFF": "0.05",
         "LOG_LEVEL": "INFO",
+        # The shared Slack rate budget runs (every post and edit takes its token) but roomy:
+        # these flows post in one channel far faster than Slack's ~1/s, and their timeouts
+        # assume no pacing. tests/e2e/test_rate_budget.py runs it at Slack's sizes.
+        "STORYLOOP_CHANNEL_PER_S": "50",
+        "STORYLOOP_CHANNEL_BURST": "50",
+        "STORYLOOP_UPDATES_PER_MINUTE": "6000",
+        "STORYLOOP_UPDATE_BURST": "100",
         # Socket Mode's metrics port is off unless a test asks for it (replicas share a host).
         "STORYLOOP_METRICS_PORT": "0",
         # Where image bytes wait between the provider and Slack (kept across a restart).
