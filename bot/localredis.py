@@ -8,12 +8,27 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 
 class LocalRedisError(Exception):
     pass
+
+
+# A unix socket's path must fit sockaddr_un (108 bytes on Linux, with its NUL): a longer one
+# makes redis-server fail to start. Deep data folders get their socket in a short temp folder.
+MAX_SOCKET_PATH = 100
+
+
+def socket_path(folder: Path) -> Path:
+    sock = folder / "redis.sock"
+    if len(str(sock).encode()) <= MAX_SOCKET_PATH:
+        return sock
+    # /tmp itself: TMPDIR may be as deep as the data folder.
+    short = "/tmp" if Path("/tmp").is_dir() else None
+    return Path(tempfile.mkdtemp(prefix="storyloop-redis-", dir=short)) / "redis.sock"
 
 
 def start_local_redis(data_dir: str) -> tuple[str, subprocess.Popen[bytes]]:
@@ -25,7 +40,7 @@ def start_local_redis(data_dir: str) -> tuple[str, subprocess.Popen[bytes]]:
         )
     folder = Path(data_dir, "redis").resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    sock = folder / "redis.sock"
+    sock = socket_path(folder)
     proc = subprocess.Popen(  # noqa: S603 - fixed arguments, binary from PATH
         [
             binary,
