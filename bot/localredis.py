@@ -26,8 +26,10 @@ def socket_path(folder: Path) -> Path:
     sock = folder / "redis.sock"
     if len(str(sock).encode()) <= MAX_SOCKET_PATH:
         return sock
-    # /tmp itself: TMPDIR may be as deep as the data folder.
-    short = "/tmp" if Path("/tmp").is_dir() else None
+    # /tmp itself: TMPDIR may be as deep as the data folder. mkdtemp makes a private (0700)
+    # folder there, so the shared directory is safe to use.
+    tmp = "/tmp"  # noqa: S108
+    short = tmp if Path(tmp).is_dir() else None
     return Path(tempfile.mkdtemp(prefix="storyloop-redis-", dir=short)) / "redis.sock"
 
 
