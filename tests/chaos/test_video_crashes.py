@@ -85,7 +85,8 @@ async def test_kill_9_while_rendering_creates_each_clip_once(
     await crash_and_recover(
         emu, redis, replicas, trace, env, point=point, act=trace.click(plan, "video_confirm")
     )
-    await emu.wait_for(lambda: reviewable(emu, sid, "video:v1"), timeout=60)
+    # 100 s: four test workers share two cores, and a render restarts after the kill.
+    await emu.wait_for(lambda: reviewable(emu, sid, "video:v1"), timeout=100)
     await judged(emu, redis, replicas, trace)
     creates = [c for c in llm.video_creates if c.video_id]
     clips = len({c.prompt for c in creates})
