@@ -197,6 +197,9 @@ async def test_bad_lines_get_friendly_hints_and_the_form_asks_its_fields(
 
             child.sendline("aprove")
             child.expect(re.escape("Did you mean `approve`?"))
+            # Ctrl-D only once the prompt is up: one typed while readline isn't reading is
+            # taken by the terminal's own line editing and lost, as it would be for a person.
+            child.expect("you> ")
             child.sendeof()  # Ctrl-D leaves like quit
             child.expect("Bye.")
             child.expect(pexpect.EOF, timeout=40)

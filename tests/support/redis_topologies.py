@@ -20,6 +20,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from redis import Redis as SyncRedis
+
 from tests.support.redis_server import free_port
 
 
@@ -193,6 +195,27 @@ class SentinelSetup:
         for s in self.sentinels:
             s.wait_ready()
         self.wait_replicated()
+        self.wait_sentinels_know_everyone()
+
+    def wait_sentinels_know_everyone(self) -> None:
+        """Until every sentinel has found the replica and the two other sentinels.
+
+        Sentinels learn of replicas from the primary's INFO and of each other from hello
+        messages every two seconds; a primary killed before then has no one to elect and no
+        one to promote, so a failover test on a busy machine would wait for nothing.
+        """
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ready = 0
+            for s in self.sentinels:
+                with SyncRedis(port=s.port, socket_timeout=1) as conn:
+                    master = conn.sentinel_master(self.SERVICE)
+                if master["num-slaves"] >= 1 and master["num-other-sentinels"] >= 2:
+                    ready += 1
+            if ready == len(self.sentinels):
+                return
+            time.sleep(0.2)
+        raise RuntimeError("the sentinels never found the replica and each other")
 
     def wait_replicated(self) -> None:
         deadline = time.monotonic() + 15
