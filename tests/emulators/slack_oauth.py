@@ -80,7 +80,8 @@ class SlackOAuth:
             decoded = base64.b64decode(authorization[len("Basic ") :]).decode()
             client_id, _, client_secret = decoded.partition(":")
         if client_id != self.client_id or client_secret != self.client_secret:
-            return {"ok": False, "error": "invalid_client_id" if client_id else "bad_client_secret"}
+            wrong = "invalid_client_id" if client_id != self.client_id else "bad_client_secret"
+            return {"ok": False, "error": wrong}
         code = str(params.get("code") or "")
         taken = self._codes.pop(code, None)
         if taken is None or time.monotonic() - taken[3] > CODE_TTL_S:
