@@ -256,7 +256,9 @@ def build_app(
         # workspace in the installation store (no installation: the polite refusal).
         app = TimedApp(
             oauth_settings=oauth,
-            authorize=installation_authorize(oauth, client),  # auth.test cached per token
+            # auth.test cached per token. Bolt's annotation names plain functions only; its
+            # __init__ takes an AsyncAuthorize instance as is (an isinstance check).
+            authorize=installation_authorize(oauth, client),  # type: ignore[arg-type]
             installation_store_bot_only=True,
             user_facing_authorize_error_message=NOT_INSTALLED,
             **common,
