@@ -407,3 +407,22 @@ class Repository:
 
     async def cache_llm(self, job_id: str, step: str, value: str) -> None:
         await self.redis.set(keys.llm_result(job_id, step), value, ex=keys.LLM_CACHE_TTL_S, nx=True)
+
+    async def forget_llm_results(self, job_id: str) -> None:
+        """Drop every LLM answer cached for ``job_id``, whatever its step.
+
+        For a job of a deleted session (``/story delete``): a generation that was writing when
+        the delete seized its session caches the LLM's answer after the erase and then can't
+        commit it, so that text — the session's data — would outlive the delete by a day. Such
+        a job always comes back (it was never acked) and ends on the tombstone; this runs then.
+        A SCAN of the job's keys: rare (only jobs caught by a delete), never on the hot path.
+        """
+        pattern = _glob_escape(keys.llm_result(job_id, "")) + "*"
+        found = [str(k) async for k in self.redis.scan_iter(match=pattern, count=1000)]
+        for key in found:  # one by one: on a cluster a multi-key DEL must stay in one slot
+            await self.redis.delete(key)
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` taken literally in a SCAN MATCH pattern (``*``, ``?``, ``[``, ``]``, ``\\``)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

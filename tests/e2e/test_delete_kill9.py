@@ -136,3 +136,54 @@ async def test_kill_9_during_a_delete_then_restart_deletes_exactly_once(
 async def _queue_empty(redis: Redis) -> bool:
     lengths = [await redis.xlen(stream) for stream in keys.JOB_STREAMS]
     return sum(lengths) == 0
+
+
+@pytest.mark.parametrize("point", [None, "delete_noticed", "delete_erased"])
+async def test_delete_during_a_generation_with_kill_9_leaves_nothing_behind(
+    emu: SlackEmulator,
+    llm: FakeLLM,
+    redis_server: RedisServer,
+    redis: Redis,
+    tmp_path: Path,
+    point: str | None,
+) -> None:
+    """The delete seizes the session from a story still being written; the replica is killed
+    (or not) part-way through the delete and restarted, so the interrupted generation is
+    re-delivered too. The generation never brings the session back: no key of it but the
+    tombstone and fence, one notice, no job left."""
+    extra = {"STORYLOOP_CRASH_POINT": point} if point else {}
+    env = app_env(emu, llm, redis_server.url, mode="socket", **extra)
+    log = tmp_path / "app.log"
+    app = await AppProcess(env, log).start()
+    try:
+        await emu.wait_connected(timeout=30)
+        emu.mode = "socket"
+        llm.set_latency(0.2, 100)  # several seconds of writing: the delete lands mid-way
+        assert (await emu.slash_command("30s eco water bottle launch")).ok
+        card = (await emu.wait_for(lambda: by_slot(emu, "card"), timeout=10))[0]
+        sid = session_of(card)
+        assert sid is not None
+        story = (await emu.wait_for(lambda: by_slot(emu, "story"), timeout=10))[0]
+        await emu.wait_for(
+            lambda: any("characters so far" in block_text(v) for v in [*story.history, story]),
+            timeout=10,
+        )
+        assert (await emu.slash_command(f"delete {sid}")).ok
+        if point is not None:
+            assert await app.wait_exit(timeout=30) == -9, app.log()[-3000:]
+            llm.set_latency(0.0, None)
+            env.pop("STORYLOOP_CRASH_POINT")
+            app = await AppProcess(env, log).start()
+            await emu.wait_connected(timeout=30)
+        await emu.wait_for(lambda: _said(emu, "U0ALICE", "data is deleted"), timeout=30)
+        llm.set_latency(0.0, None)
+        # The generation was fenced out (or re-delivered after the restart): it ends without
+        # writing anything back; its job leaves the queue.
+        assert await wait_until(lambda: _queue_empty(redis), timeout=20, interval=0.1)
+        await asyncio.sleep(1.0)
+        await _assert_nothing_left(redis, emu.team_id, sid, ["eco water bottle"])
+        assert len(by_slot(emu, "deleted")) == 1 and _posted_slot(emu, "deleted") == 1
+        shown = emu.message(card.channel, card.ts)
+        assert shown is not None and "deleted by <@U0ALICE>" in block_text(shown)
+    finally:
+        await app.kill()

@@ -327,6 +327,11 @@ class MemoryStore:
     async def cache_llm(self, job_id: str, step: str, value: str) -> None:
         self.strings.setdefault(keys.llm_result(job_id, step), value)  # SET NX
 
+    async def forget_llm_results(self, job_id: str) -> None:
+        prefix = keys.llm_result(job_id, "")
+        for key in [k for k in self.strings if k.startswith(prefix)]:
+            self.delete(key)
+
     def cached_llm_keys(self) -> list[str]:
         """LLM answers still cached (each should go with the commit of its result)."""
         return sorted(k for k in self.strings if ":llm:" in k)  # keys.llm_result
