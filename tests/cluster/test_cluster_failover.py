@@ -8,11 +8,13 @@ promoted; redis-py's cluster client must find it. The answer still ends in its o
 the approval that follows is taken once, and the checker (tests/chaos/checker.py) finds every
 trigger with exactly one outcome, versions 1..n, nothing pending.
 
-Before the kill the test waits until the replicas have the primary's whole replication stream
-(INFO replication offsets): replication is asynchronous, and a write acknowledged in the last
-moment before a primary dies can be lost with it (docs/RELIABILITY.md, "Redis Cluster and
-Sentinel"). What this test proves is the app's side: no lost or doubled work *given* the data
-survived, across a failover it did not see coming.
+Before the kill the test holds the primary's writes (``CLIENT PAUSE … WRITE``: the app's
+writes wait, unacknowledged) and waits until its replica has the whole replication stream
+(INFO replication offsets). Replication is asynchronous: without that, a write acknowledged in
+the last moment before a primary dies can be lost with it (docs/RELIABILITY.md, "Redis Cluster
+and Sentinel"). What this test proves is the app's side: no lost or doubled work *given* every
+acknowledged write survived, across a failover its client did not see coming (the held writes
+fail with the node and are retried on the promoted replica).
 """
 
 from __future__ import annotations
@@ -60,8 +62,8 @@ async def test_a_primary_killed_mid_answer_fails_over_and_nothing_is_lost_or_dou
             ]
             assert emu.streams.is_streaming("C0PUBLIC", answer.ts)
 
-            await asyncio.to_thread(cluster.wait_synced)
             old = cluster.primary_for(session_key)
+            await asyncio.to_thread(cluster.pause_writes_and_sync, old)
             cluster.kill(old)
             assert emu.streams.is_streaming("C0PUBLIC", answer.ts)  # killed mid-answer
             new = await asyncio.to_thread(cluster.wait_failover, old, session_key)

@@ -234,11 +234,12 @@ class RedisClusterProcs:
             time.sleep(0.1)
         raise RuntimeError("the cluster did not reach cluster_state:ok")
 
-    def replication_lag(self) -> int:
-        """Bytes of the replication stream not yet acknowledged by a replica, summed over
-        every primary and its replicas (0: every replica has everything its primary wrote)."""
+    def replication_lag(self, primaries: list[_Proc] | None = None) -> int:
+        """Bytes of the replication stream not yet acknowledged by a replica, summed over the
+        primaries (all by default) and their replicas (0: every replica has everything its
+        primary wrote; -1: a replica is missing)."""
         lag = 0
-        for primary in self.primaries():
+        for primary in self.primaries() if primaries is None else primaries:
             info = self._info(primary, "replication")
             offset = int(str(info["master_repl_offset"]))
             replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
@@ -247,7 +248,7 @@ class RedisClusterProcs:
             lag += sum(offset - int(r["offset"]) for r in replicas)
         return lag
 
-    def wait_synced(self, timeout: float = 30) -> None:
+    def wait_synced(self, timeout: float = 30, primaries: list[_Proc] | None = None) -> None:
         """Until every primary has its replicas online and at its replication offset.
 
         Replication is asynchronous: a write a primary acknowledged is on its replica only once
@@ -256,7 +257,7 @@ class RedisClusterProcs:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if self.replication_lag() == 0:
+                if self.replication_lag(primaries) == 0:
                     return
             except (OSError, ConnectionError, RedisError):
                 pass
@@ -267,20 +268,37 @@ class RedisClusterProcs:
         """SIGKILL: no goodbye to the cluster; the others notice after the node timeout."""
         node.kill()
 
-    def wait_failover(self, dead: _Proc, key: str, timeout: float = 30) -> _Proc:
-        """Until a live node owns ``key``'s slot (the dead primary's replica, promoted) and the
-        cluster is ok again; returns the new owner."""
+    def owners(self) -> set[int]:
+        """Ports of the nodes that own slots, as a live node sees the cluster now."""
+        node = self._live()[0]
+        with SyncRedis(port=node.port, socket_timeout=2) as conn:
+            return {int(row[2][1]) for row in conn.execute_command("CLUSTER SLOTS")}
+
+    def wait_failover(self, dead: _Proc, key: str | None = None, timeout: float = 30) -> _Proc:
+        """Until the dead primary owns no slot (its replica, promoted, owns them) and the
+        cluster is ok again; returns the node that owns ``key``'s slot (any primary if None)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                owner = self.primary_for(key)
-                if owner is not dead and owner.alive and self.roles().get(owner.port) == "master":
+                if dead.port not in self.owners():
                     self.wait_ok(timeout=max(1.0, deadline - time.monotonic()))
-                    return owner
+                    return self.primary_for(key) if key else self.primaries()[0]
             except (OSError, ConnectionError, RedisError):
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"no replica took over from the primary on {dead.port}")
+
+    def pause_writes_and_sync(self, node: _Proc, pause_ms: int = 10_000) -> None:
+        """Hold every write on ``node`` (CLIENT PAUSE … WRITE: clients wait, nothing is
+        acknowledged) and wait until its replicas have all it acknowledged before.
+
+        This is the precondition under which a failover loses nothing: a primary killed right
+        after this had no acknowledged write its replica lacks. The paused clients see their
+        connection die with the node and retry on the promoted replica.
+        """
+        with SyncRedis(port=node.port, socket_timeout=2) as conn:
+            conn.execute_command("CLIENT PAUSE", pause_ms, "WRITE")
+        self.wait_synced(timeout=pause_ms / 1000, primaries=[node])
 
     def rejoin(self, node: _Proc, timeout: float = 30) -> None:
         """Restart a killed node from its folder: it finds it was failed over and follows its
