@@ -108,7 +108,7 @@ class _Proc:
                 self.kill()
 
 
-def _server_args(port: int) -> list[str]:
+def _server_args(port: int, appendfsync: str = "always") -> list[str]:
     return [
         "--port",
         str(port),
@@ -117,7 +117,7 @@ def _server_args(port: int) -> list[str]:
         "--appendonly",
         "yes",
         "--appendfsync",
-        "always",
+        appendfsync,
         "--save",
         "",
         "--maxmemory-policy",
@@ -131,6 +131,7 @@ class RedisClusterProcs:
     With replicas the node timeout is short (``node_timeout_ms``) and a replica may always
     fail over (``cluster-replica-validity-factor 0``: on a busy 2-core machine a replica's link
     can look stale for a moment, and a replica that refuses to stand leaves the slots down).
+    ``appendfsync="everysec"`` is production's setting (docker-compose.yml), for the bench.
     """
 
     def __init__(
@@ -140,6 +141,7 @@ class RedisClusterProcs:
         *,
         replicas: int = 0,
         node_timeout_ms: int = 2000,
+        appendfsync: str = "always",
     ) -> None:
         self.folder = folder
         self.replicas = replicas
@@ -148,7 +150,7 @@ class RedisClusterProcs:
             _Proc(
                 folder / f"node{i}",
                 [
-                    *_server_args(port),
+                    *_server_args(port, appendfsync),
                     "--cluster-enabled",
                     "yes",
                     "--cluster-node-timeout",
