@@ -16,13 +16,22 @@ sits on one of 12 shards (storage/keys.py), so all of its sessions land on *one*
 figures are the cost of running on a cluster (cluster-aware client, routing, the queue polled
 over 12 streams on 3 nodes instead of one blocking read) for one busy workspace, not the
 spread of many workspaces over primaries (tests/cluster/test_topologies.py proves that spread).
+
+``--window N`` measures instead the asynchronous-replication window on a cluster of 3 primaries
+with one replica each: writers append to one slot as fast as they can, its primary is SIGKILLed
+at a random moment, and after the replica's promotion every write the primary acknowledged is
+looked for on the new primary. Then the same with ``WAIT 1`` after every write (counted as
+acknowledged only once WAIT says the replica has it), and the per-write latency of both on a
+healthy cluster — the cost of closing the window that way.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import random
 import shlex
 import sys
 import tempfile
@@ -31,6 +40,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from bench.metrics import summary_ms
 from bench.procs import BenchRedis, LLMProcess, describe_machine
 from bench.scaleout import run_replicas
 from tests.support.redis_topologies import RedisClusterProcs
@@ -49,7 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=45.0, help="measured window of each run")
     p.add_argument("--rounds", type=int, default=1, help="repeat every (target, replicas) run")
     p.add_argument("--worker-mode", default="process", help="STORYLOOP_WORKER_MODE")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cluster.json")
+    p.add_argument("--window", type=int, default=0, help="N kills: the replication window")
+    p.add_argument("--writers", type=int, default=8, help="--window: concurrent writers")
+    p.add_argument("--out", type=Path, default=None, help="JSON results path")
     return p.parse_args(argv)
 
 
@@ -124,8 +139,145 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(head + [render_row(r) for r in results["runs"]])
 
 
+# --- the replication window ------------------------------------------------------------------
+
+KEY = "sl:probe:{window}:"  # one slot: one primary, one replica
+
+
+async def _writer(
+    port: int, n: int, use_wait: bool, acked: list[int], lat: list[float], stop: asyncio.Event
+) -> None:
+    """Write ``KEY n:i`` for i = 0, 1, … until ``stop`` or the connection dies; ``acked`` gets
+    every i the server acknowledged (with ``use_wait``: and WAIT 1 confirmed on the replica)."""
+    conn = Redis(port=port, socket_timeout=2, socket_connect_timeout=0.5)
+    i = 0
+    try:
+        while not stop.is_set():
+            t = time.perf_counter()
+            await conn.set(f"{KEY}{n}:{i}", i)
+            if use_wait and int(await conn.wait(1, 1000)) < 1:
+                i += 1
+                continue  # the replica did not confirm: never acknowledged to a user
+            lat.append(time.perf_counter() - t)
+            acked.append(i)
+            i += 1
+    except (RedisError, OSError):
+        return
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.aclose()
+
+
+async def _lost(port: int, acked: list[list[int]]) -> int:
+    conn = Redis(port=port, socket_timeout=5)
+    try:
+        lost = 0
+        for n, done in enumerate(acked):
+            for start in range(0, len(done), 500):
+                chunk = done[start : start + 500]
+                found = await conn.mget([f"{KEY}{n}:{i}" for i in chunk])
+                lost += sum(1 for v in found if v is None)
+        return lost
+    finally:
+        await conn.aclose()
+
+
+async def window_trial(cluster: RedisClusterProcs, writers: int, use_wait: bool) -> dict[str, Any]:
+    """One kill: writers on the slot's primary, SIGKILL after 0.3 to 0.8 s, promotion, count."""
+    node = cluster.primary_for(KEY)
+    acked: list[list[int]] = [[] for _ in range(writers)]
+    lat: list[float] = []
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(_writer(node.port, n, use_wait, acked[n], lat, stop))
+        for n in range(writers)
+    ]
+    await asyncio.sleep(random.uniform(0.3, 0.8))
+    cluster.kill(node)
+    await asyncio.gather(*tasks)
+    successor = await asyncio.to_thread(cluster.wait_failover, node, KEY)
+    lost = await _lost(successor.port, acked)
+    await asyncio.to_thread(cluster.rejoin, node)
+    await asyncio.to_thread(cluster.flush)
+    return {"wait": use_wait, "acked": sum(map(len, acked)), "lost": lost}
+
+
+async def write_latency(cluster: RedisClusterProcs, writers: int, use_wait: bool) -> list[float]:
+    """Per-write latency for 3 s on a healthy cluster (no kill)."""
+    node = cluster.primary_for(KEY)
+    acked: list[list[int]] = [[] for _ in range(writers)]
+    lat: list[float] = []
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(_writer(node.port, n, use_wait, acked[n], lat, stop))
+        for n in range(writers)
+    ]
+    await asyncio.sleep(3.0)
+    stop.set()
+    await asyncio.gather(*tasks)
+    await asyncio.to_thread(cluster.flush)
+    return lat
+
+
+async def window_async(args: argparse.Namespace) -> dict[str, Any]:
+    began = time.monotonic()
+    results: dict[str, Any] = {
+        "command": "python -m bench.cluster " + " ".join(shlex.quote(x) for x in sys.argv[1:]),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": describe_machine(),
+        "window": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="storyloop-bench-window-") as tmp:
+        cluster = RedisClusterProcs(
+            Path(tmp) / "cluster", replicas=1, node_timeout_ms=1500, appendfsync="everysec"
+        )
+        try:
+            await asyncio.to_thread(cluster.start)
+            latency = {}
+            for use_wait in (False, True):
+                lat = await write_latency(cluster, args.writers, use_wait)
+                name = "SET + WAIT 1" if use_wait else "SET"
+                latency[name] = {"writes_per_s": round(len(lat) / 3.0), **summary_ms(lat)}
+            results["latency"] = latency
+            for k in range(args.window):
+                for use_wait in (False, True):
+                    trial = await window_trial(cluster, args.writers, use_wait)
+                    print(f"kill {k + 1}: {trial}", flush=True)
+                    results["window"].append(trial)
+        finally:
+            await asyncio.to_thread(cluster.stop)
+    results["duration_s"] = round(time.monotonic() - began, 1)
+    return results
+
+
+def render_window(results: dict[str, Any]) -> str:
+    lines = [f"Command: `{results['command'].strip()}` — {results['duration_s']} s", ""]
+    lines += ["| write | writes/s | p50 ms | p99 ms |", "|---|---|---|---|"]
+    for name, x in results["latency"].items():
+        lines.append(f"| {name} | {x['writes_per_s']} | {x.get('p50')} | {x.get('p99')} |")
+    lines += ["", "| write | kills | acknowledged writes | lost | kills that lost any |"]
+    lines.append("|---|---|---|---|---|")
+    for use_wait in (False, True):
+        trials = [t for t in results["window"] if t["wait"] is use_wait]
+        lines.append(
+            f"| {'SET + WAIT 1' if use_wait else 'SET'} | {len(trials)} "
+            f"| {sum(t['acked'] for t in trials)} | {sum(t['lost'] for t in trials)} "
+            f"| {sum(1 for t in trials if t['lost'])} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.window:
+        found = asyncio.run(window_async(args))
+        out = args.out or ROOT / "bench" / "results" / "cluster-window.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(found, indent=2, default=str) + "\n")
+        print(render_window(found))
+        print(f"\nJSON: {out}")
+        return 0
+    args.out = args.out or ROOT / "bench" / "results" / "cluster.json"
     results = asyncio.run(main_async(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
