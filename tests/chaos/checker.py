@@ -36,8 +36,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from redis.asyncio import Redis
-
 from bot.pipeline.artifacts import (
     ImageOutcome,
     ImageSetVersion,
@@ -49,6 +47,7 @@ from bot.pipeline.triggers import session_id_for
 from bot.slack.actions import parse_button
 from handlers import replies
 from storage import keys
+from storage.connection import Client
 from tests.e2e.harness import action_ids, block_text, session_of, slot_of
 from tests.emulators.slack import ResponsePost, SlackEmulator, StoredMessage
 
@@ -383,7 +382,7 @@ def _responses(emu: SlackEmulator, url: str | None) -> list[ResponsePost]:
     return [r for r in emu.responses if r.url_id == wanted and r.status == 200]
 
 
-async def _sessions(redis: Redis, team: str, known: set[str]) -> dict[str, Session]:
+async def _sessions(redis: Client, team: str, known: set[str]) -> dict[str, Session]:
     prefix = keys.session(team, "")
     found: dict[str, Session] = {}
     async for key in redis.scan_iter(match=f"{prefix}*", count=500):
@@ -399,7 +398,7 @@ async def _sessions(redis: Redis, team: str, known: set[str]) -> dict[str, Sessi
 
 
 async def _view(
-    emu: SlackEmulator, redis: Redis, s: Session, slots: dict[str, list[StoredMessage]]
+    emu: SlackEmulator, redis: Client, s: Session, slots: dict[str, list[StoredMessage]]
 ) -> SessionView:
     raw_versions = await redis.hgetall(keys.versions(s.team_id, s.id))
     versions = {
@@ -420,7 +419,7 @@ async def _view(
     return SessionView(s, versions, history, slots, images, boards, videos, files)
 
 
-async def pending_jobs(redis: Redis) -> int:
+async def pending_jobs(redis: Client) -> int:
     """Jobs not yet acknowledged: entries left in the stream (acks delete them)."""
     try:
         return sum([int(await redis.xlen(stream)) for stream in keys.JOB_STREAMS])
@@ -446,7 +445,7 @@ def redeliveries_pending(emu: SlackEmulator) -> int:
 
 
 async def wait_quiescent(
-    emu: SlackEmulator, redis: Redis, *, timeout: float = 30.0, settle: float = 1.0
+    emu: SlackEmulator, redis: Client, *, timeout: float = 30.0, settle: float = 1.0
 ) -> bool:
     """Wait until no job is pending, no redelivery is due and Slack saw nothing new for
     ``settle`` seconds. Bounded: returns False after ``timeout``."""
@@ -468,7 +467,7 @@ async def wait_quiescent(
 # --- the checks --------------------------------------------------------------------------------
 
 
-async def check(emu: SlackEmulator, redis: Redis, trace: Trace) -> Report:
+async def check(emu: SlackEmulator, redis: Client, trace: Trace) -> Report:
     """Judge the run: see the module docstring for the rules."""
     report = Report(trace)
     team = emu.team_id
@@ -523,13 +522,13 @@ async def check(emu: SlackEmulator, redis: Redis, trace: Trace) -> Report:
     return report
 
 
-async def _recorded(redis: Redis, team: str, trigger: Trigger) -> bool:
+async def _recorded(redis: Client, team: str, trigger: Trigger) -> bool:
     return bool(trigger.job_id) and bool(
         await redis.exists(keys.dedupe(team, trigger.job_id or ""))
     )
 
 
-async def _marker(redis: Redis, job_id: str | None) -> dict[str, Any] | None:
+async def _marker(redis: Client, job_id: str | None) -> dict[str, Any] | None:
     if not job_id:
         return None
     raw = await redis.get(keys.done(job_id))
@@ -539,7 +538,7 @@ async def _marker(redis: Redis, job_id: str | None) -> dict[str, Any] | None:
 async def _check_trigger(
     report: Report,
     emu: SlackEmulator,
-    redis: Redis,
+    redis: Client,
     trace: Trace,
     t: Trigger,
     views: dict[str, SessionView],
@@ -636,7 +635,7 @@ def _reply_outcomes(report: Report, t: Trigger, view: SessionView | None) -> lis
 
 
 async def _click_outcomes(
-    report: Report, emu: SlackEmulator, redis: Redis, t: Trigger, view: SessionView | None
+    report: Report, emu: SlackEmulator, redis: Client, t: Trigger, view: SessionView | None
 ) -> list[str]:
     answers = _responses(emu, t.response_url)
     # "Couldn't confirm it recorded that" is a status, not an outcome (as for commands): the
@@ -648,7 +647,7 @@ async def _click_outcomes(
 
 
 async def _click_effects(
-    report: Report, redis: Redis, t: Trigger, view: SessionView | None, outcomes: list[str]
+    report: Report, redis: Client, t: Trigger, view: SessionView | None, outcomes: list[str]
 ) -> list[str]:
     marker = await _marker(redis, t.job_id)
     if marker is None or view is None:
@@ -697,7 +696,7 @@ async def _click_effects(
     return [*outcomes, effect]
 
 
-async def _check_session(report: Report, redis: Redis, view: SessionView) -> None:
+async def _check_session(report: Report, redis: Client, view: SessionView) -> None:
     s = view.session
     sid = s.id[:8]
 

@@ -18,6 +18,21 @@ clicks from stale clients — and, between them, faults:
 - ``image_fault``  the image API answers 429 / 500 / ``moderation_blocked`` (paid calls are
                    never retried by the app: the set shows the failure with Redo/Retry)
 
+``--topology cluster`` runs the same loop on a Redis Cluster of 3 primaries with one replica each
+(real redis-server processes, no proxy; the app gets the ``redis+cluster://`` URL). The two
+single-server faults give way to one:
+
+- ``primary_kill`` hold the writes of a random primary (``CLIENT PAUSE … WRITE``), wait until its
+                   replica has all it acknowledged (INFO replication offsets), SIGKILL it, wait for
+                   the replica's promotion (``cluster_state:ok``), then restart the killed node: it
+                   rejoins as a replica of its successor and syncs.
+
+The pause-and-sync before the kill is deliberate: Redis replication is asynchronous, and a
+primary killed right after a write can lose that write in the failover. The loop proves the
+app's side (every acknowledged write survived → nothing lost or doubled); the replication
+window itself is documented in docs/RELIABILITY.md, and ``--unsynced-kills`` kills without the
+pause to show it.
+
 Sessions move through the stages: approving a story starts the reference images (made by the
 OpenAI emulator, uploaded to the Slack emulator), approving those the storyboard, approving that
 a video plan, whose confirmation renders the clips (the emulator's video jobs), joins them and
@@ -46,9 +61,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from redis.asyncio import Redis
-
 from bot.slack.actions import ButtonValue, StageButtonValue, parse_button
+from storage.connection import Client, connect
 from tests.chaos.checker import Report, Trace, check, wait_quiescent
 from tests.chaos.proxy import TcpProxy
 from tests.chaos.support import Replica, Replicas, chaos_env, session_slot
@@ -56,6 +70,7 @@ from tests.e2e.harness import action_ids, session_of
 from tests.emulators.openai_server import FakeLLM
 from tests.emulators.slack import SlackEmulator, StoredMessage
 from tests.support.redis_server import RedisServer
+from tests.support.redis_topologies import RedisClusterProcs
 
 OWNERS = ("U0ALICE", "U0BOB", "U0CAROL")
 TEAMMATES = ("U0ALICE", "U0BOB", "U0CAROL", "U0DAVE", "U0ERIN")
@@ -87,6 +102,12 @@ FAULT_WEIGHTS = {
     "llm_fault": 2.0,
     "image_fault": 1.0,
 }
+# On a cluster: no proxy, and killing a whole server is a primary's failover instead.
+CLUSTER_FAULT_WEIGHTS = {
+    **{k: v for k, v in FAULT_WEIGHTS.items() if k not in ("redis_kill", "proxy_reset")},
+    "primary_kill": 1.5,
+}
+TOPOLOGIES = ("single", "cluster")
 
 
 @dataclass
@@ -105,6 +126,15 @@ class LoopConfig:
     # loop found the stale-worker bugs pinned by test_guarantees e2/e3 (xfail). The CI variant
     # sets it so it stays a regression gate; the documented full loop leaves it off.
     avoid_pinned_bugs: bool = False
+    # "single": one redis-server behind a TCP proxy; "cluster": 3 primaries + 3 replicas.
+    topology: str = "single"
+    # cluster: kill a primary without first holding its writes until the replica has them
+    # (shows the asynchronous-replication window; the checker may then report losses).
+    unsynced_kills: bool = False
+
+    @property
+    def fault_weights(self) -> dict[str, float]:
+        return CLUSTER_FAULT_WEIGHTS if self.topology == "cluster" else FAULT_WEIGHTS
 
 
 @dataclass
@@ -170,11 +200,24 @@ class FaultLoop:
                 out.write(json.dumps({**row, "metadata": msg.metadata, "text": msg.text[:80]}))
                 out.write("\n")
 
-    async def _setup(self, workdir: Path) -> None:
+    async def _setup_redis(self, workdir: Path) -> str:
+        """Start Redis in the configured topology; returns the URL the app is given."""
+        self.redis_server: RedisServer | None = None
+        self.proxy: TcpProxy | None = None
+        self.cluster: RedisClusterProcs | None = None
+        if self.cfg.topology == "cluster":
+            self.cluster = RedisClusterProcs(workdir / "cluster", replicas=1, node_timeout_ms=1500)
+            await asyncio.to_thread(self.cluster.start)
+            self.redis: Client = connect(self.cluster.url)
+            return self.cluster.url
         self.redis_server = RedisServer(workdir / "redis")
         await asyncio.to_thread(self.redis_server.start)
-        self.redis = Redis.from_url(self.redis_server.url, decode_responses=True, socket_timeout=5)
+        self.redis = connect(self.redis_server.url)
         self.proxy = await TcpProxy(self.redis_server.port).start()
+        return self.proxy.url
+
+    async def _setup(self, workdir: Path) -> None:
+        redis_url = await self._setup_redis(workdir)
         self.emu = await SlackEmulator().start()
         self.emu.redeliver_unacked = True
         self.emu.retry_delays = (1.0, 3.0, 6.0)  # Slack: ~now, 1 min, 5 min
@@ -187,7 +230,7 @@ class FaultLoop:
         env = chaos_env(
             self.emu,
             self.llm,
-            self.proxy.url,
+            redis_url,
             STORYLOOP_LEASE_SECONDS=str(self.cfg.lease_s),
             STORYLOOP_VIDEO_SIZE="320x180",
             LOG_LEVEL="INFO",
@@ -203,16 +246,19 @@ class FaultLoop:
     async def _teardown(self) -> None:
         with contextlib.suppress(Exception):
             await self.replicas.cleanup()
-        with contextlib.suppress(Exception):
-            await self.proxy.stop()
+        if self.proxy is not None:
+            with contextlib.suppress(Exception):
+                await self.proxy.stop()
         with contextlib.suppress(Exception):
             await self.emu.stop()
         with contextlib.suppress(Exception):
             await self.llm.stop()
         with contextlib.suppress(Exception):
             await self.redis.aclose()
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.redis_server.stop)
+        for stop in (self.redis_server, self.cluster):
+            if stop is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(stop.stop)
 
     # --- triggers -------------------------------------------------------------------------------
 
@@ -379,10 +425,10 @@ class FaultLoop:
 
     def _plan_faults(self) -> list[tuple[int, str]]:
         """(trigger position, fault kind): every kind at least once, the rest by weight."""
-        kinds = list(FAULT_WEIGHTS)
+        kinds = list(self.cfg.fault_weights)
         self.rng.shuffle(kinds)
         total = max(len(kinds), round(self.cfg.triggers * self.cfg.fault_rate))
-        names, weights = zip(*FAULT_WEIGHTS.items(), strict=True)
+        names, weights = zip(*self.cfg.fault_weights.items(), strict=True)
         kinds += self.rng.choices(names, weights, k=total - len(kinds))
         positions = sorted(self.rng.randrange(self.cfg.triggers) for _ in kinds)
         return list(zip(positions, kinds, strict=True))
@@ -400,7 +446,7 @@ class FaultLoop:
         if kind in ("kill9", "sigstop"):
             healthy = self._healthy()
             return bool(healthy) and (self.cfg.replicas == 1 or len(healthy) >= 2)
-        if kind in ("redis_kill", "proxy_reset"):
+        if kind in ("redis_kill", "proxy_reset", "primary_kill"):
             return not self.state.redis_down
         return True
 
@@ -417,7 +463,12 @@ class FaultLoop:
             self.state.redis_down = True
             down = rng.uniform(0.3, 1.5)
             self._faults.append(asyncio.create_task(self._redis_fault(down)))
+        elif kind == "primary_kill":
+            self.state.redis_down = True
+            which, down = rng.randrange(3), rng.uniform(0.3, 1.5)
+            self._faults.append(asyncio.create_task(self._primary_fault(which, down)))
         elif kind == "proxy_reset":
+            assert self.proxy is not None
             cut = self.proxy.reset()
             trace.fault(kind, f"{cut} app↔redis connections")
         elif kind == "slack_429":
@@ -462,7 +513,29 @@ class FaultLoop:
         finally:
             self.state.impaired.discard(app.name)
 
+    async def _primary_fault(self, which: int, down: float) -> None:
+        """Kill one primary (the ``which``-th by port), wait for its replica's promotion, then
+        restart it as a replica. Unless ``unsynced_kills``, its writes are held and its replica
+        caught up first, so no acknowledged write is lost with it."""
+        cluster = self.cluster
+        assert cluster is not None
+        try:
+            primaries = sorted(await asyncio.to_thread(cluster.primaries), key=lambda n: n.port)
+            node = primaries[which % len(primaries)]
+            if not self.cfg.unsynced_kills:
+                await asyncio.to_thread(cluster.pause_writes_and_sync, node)
+            await asyncio.to_thread(cluster.kill, node)
+            self.trace.fault("primary_kill", f"primary :{node.port}")
+            successor = await asyncio.to_thread(cluster.wait_failover, node)
+            self.trace.recovery("failover", f"cluster ok, e.g. primary :{successor.port}")
+            await asyncio.sleep(down)
+            await asyncio.to_thread(cluster.rejoin, node)
+            self.trace.recovery("rejoin", f":{node.port} back as a replica")
+        finally:
+            self.state.redis_down = False
+
     async def _redis_fault(self, down: float) -> None:
+        assert self.redis_server is not None
         try:
             await asyncio.to_thread(self.redis_server.kill)
             self.trace.fault("redis_kill", f"down {down:.1f} s")
@@ -482,8 +555,14 @@ class FaultLoop:
             if not app.alive:
                 await app.start()
                 self.trace.recovery("restart", app.name)
-        if self.redis_server.proc is None or self.redis_server.proc.poll() is not None:
-            await asyncio.to_thread(self.redis_server.start)
+        server = self.redis_server
+        if server is not None and (server.proc is None or server.proc.poll() is not None):
+            await asyncio.to_thread(server.start)
+        if self.cluster is not None:
+            for node in self.cluster.nodes:
+                if not node.alive:
+                    await asyncio.to_thread(self.cluster.rejoin, node)
+                    self.trace.recovery("rejoin", f":{node.port}")
         with contextlib.suppress(AssertionError):
             await self.emu.wait_connected(timeout=30, count=self.cfg.replicas)
 
@@ -493,11 +572,15 @@ class FaultLoop:
         cfg = self.cfg
         workdir = cfg.workdir or Path(tempfile.mkdtemp(prefix="storyloop-chaos-"))
         started = time.monotonic()
-        await self._setup(workdir)
+        try:
+            await self._setup(workdir)
+        except BaseException:
+            await self._teardown()  # a half-started world (e.g. six cluster nodes) ends here
+            raise
         try:
             self.say(
                 f"fault loop: seed={cfg.seed} triggers={cfg.triggers} replicas={cfg.replicas} "
-                f"lease={cfg.lease_s}s workdir={workdir}"
+                f"topology={cfg.topology} lease={cfg.lease_s}s workdir={workdir}"
             )
             plan = self._plan_faults()
             made = extra = 0
@@ -577,6 +660,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--lease", type=float, default=2.0, help="STORYLOOP_LEASE_SECONDS")
     parser.add_argument("--fault-rate", type=float, default=0.4, help="faults per trigger")
+    parser.add_argument(
+        "--topology",
+        choices=TOPOLOGIES,
+        default="single",
+        help="one redis-server behind a proxy, or a 3-primary cluster with a replica each",
+    )
+    parser.add_argument(
+        "--unsynced-kills",
+        action="store_true",
+        help="cluster: kill primaries without holding their writes until the replica has them",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs and Redis data")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.add_argument(
@@ -594,6 +688,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir=args.workdir,
         verbose=not args.quiet,
         avoid_pinned_bugs=args.avoid_pinned_bugs,
+        topology=args.topology,
+        unsynced_kills=args.unsynced_kills,
     )
     result = asyncio.run(run_loop(cfg))
     if args.quiet:

@@ -1,4 +1,5 @@
-"""A real 3-primary Redis Cluster and a real Sentinel setup, one each per test session.
+"""A real 3-primary Redis Cluster (one per test session), a 3+3 cluster with replicas and a
+real Sentinel setup (one per test: failover tests change them).
 
 The ``redis`` fixture here is a cluster client, so storage tests imported into this folder run
 unchanged against the cluster: a script or MULTI whose keys span hash slots fails them (the
@@ -18,6 +19,20 @@ from tests.support.redis_topologies import RedisClusterProcs, SentinelSetup
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcs]:
     cluster = RedisClusterProcs(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_with_replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcs]:
+    """Per test: 3 primaries, one replica each. A failover test leaves a primary killed and
+    its replica promoted, so no other test may share it."""
+    cluster = RedisClusterProcs(
+        tmp_path_factory.mktemp("cluster-ha"), replicas=1, node_timeout_ms=1500
+    )
     try:
         cluster.start()
         yield cluster
