@@ -148,10 +148,13 @@ async def test_concurrent_generations_stay_within_the_budget_and_results_still_a
     print(json.dumps(figures))
     assert len(free.latencies) == len(paced.latencies) == len(quiet.latencies) == SESSIONS
     per_s = UPDATES_PER_MIN / 60
-    # Within the workspace's chat.update budget (burst + rate * window; +1 for timing).
-    assert peak([c.at for c in paced.updates], 5.0) <= UPDATE_BURST + per_s * 5 + 1
+    # Within the workspace's chat.update budget (burst + rate * window). The budget admits a
+    # call before it reaches the emulator, whose clock times it: allow half a second of that
+    # journey on a busy machine (`jitter` calls), never a whole burst.
+    jitter = per_s * 0.5 + 1
+    assert peak([c.at for c in paced.updates], 5.0) <= UPDATE_BURST + per_s * 5 + jitter
     span = paced.updates[-1].at - paced.updates[0].at
-    assert len(paced.updates) <= UPDATE_BURST + per_s * span + 1
+    assert len(paced.updates) <= UPDATE_BURST + per_s * span + jitter
     # Each channel: the burst, then about one a second; Slack never had to say 429.
     for times in paced.posts_and_edits.values():
         assert peak(times, 1.0) <= CHANNEL_BURST + 1

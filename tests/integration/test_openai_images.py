@@ -395,10 +395,18 @@ async def test_recording_and_counting(llm: FakeLLM, client: openai.AsyncOpenAI) 
 async def test_concurrent_requests_are_each_recorded(
     llm: FakeLLM, client: openai.AsyncOpenAI
 ) -> None:
-    llm.image_latency = 0.2
-    started = time.monotonic()
-    results = await asyncio.gather(*(generate(client, f"p{i}", quality="low") for i in range(5)))
-    assert time.monotonic() - started < 1.0  # served in parallel, not one after another
+    llm.image_latency = 3.0
+    tasks = [asyncio.create_task(generate(client, f"p{i}", quality="low")) for i in range(5)]
+    # Served in parallel, not one after another: all five are in the server at once (recorded
+    # on arrival, answered none yet). Observed, not timed, so a busy machine can't fail it.
+    in_flight = 0
+    while not any(t.done() for t in tasks):
+        in_flight = max(in_flight, sum(r.status is None for r in llm.image_requests))
+        if in_flight == 5:
+            break
+        await asyncio.sleep(0.005)
+    assert in_flight == 5, [r.status for r in llm.image_requests]
+    results = await asyncio.gather(*tasks)
     assert len(results) == 5
     assert sorted(r.prompt for r in llm.image_requests) == [f"p{i}" for i in range(5)]
     assert llm.images_generated == 5
