@@ -329,6 +329,7 @@ def _render_redis(data: Any) -> list[str]:
         "",
         f"Per session ({data['script']}; {data['completed']}/{data['sessions']} completed): "
         f"**{_f(data['round_trips_per_session'])} round trips**, "
+        f"**{_f(data.get('commands_sent_per_session'))} commands sent**, "
         f"{_f(data['commands_per_session'])} commands incl. those inside scripts, "
         f"**{_f(b.get('bytes_per_session'))} bytes** (max {_f(b.get('max_bytes_per_session'))}; "
         f"{_f(b.get('keys_per_session'))} keys). Shared streams afterwards: "
@@ -338,6 +339,13 @@ def _render_redis(data: Any) -> list[str]:
         )
         + ". "
         f"An idle replica sends {_f(data['idle_commands_per_s'])} commands/s (worker polling).",
+        "",
+        "Per trigger (a round trip is one command or one MULTI…EXEC; one job read per trigger): "
+        + "; ".join(
+            f"{name} (x{_f(x.get('triggers'))}): {_f(x.get('round_trips'))} round trips, "
+            f"{_f(x.get('commands_sent'))} sent, {_f(x.get('commands_run'))} run"
+            for name, x in (data.get("by_trigger_per_session") or {}).items()
+        ),
         "",
         "Bytes per session by kind of key: "
         + ", ".join(f"{k} {_f(v)}" for k, v in b.get("by_category", {}).items()),
