@@ -183,8 +183,11 @@ def dedupe(team_id: str, identity: str) -> str:
     return f"{_t(team_id)}:seen:{identity}"
 
 
-def llm_result(job_id: str, step: str) -> str:
-    return f"{_t(job_team(job_id))}:llm:{job_id}:{step}"
+def llm_results(job_id: str) -> str:
+    """Hash: step → the LLM's answer for it, kept until the step's result is committed. One
+    hash per job (not a key per step), so the job's lease claim reads them all in its round
+    trip (claim.lua) without knowing the steps."""
+    return f"{_t(job_team(job_id))}:llm:{job_id}"
 
 
 def done(job_id: str) -> str:

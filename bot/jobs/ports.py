@@ -158,6 +158,11 @@ class Leases(Protocol):
 
     async def release(self, team_id: str, session_id: str, token: int) -> None: ...
 
+    def end_job(self) -> None:
+        """The job whose lease ``acquire(job_id=…)`` took is over (the store may have kept what
+        it read with the lease for that job: ``storage/jobview.py``)."""
+        ...
+
     async def handoff(
         self,
         team_id: str,
