@@ -45,6 +45,7 @@ class JobView:
     ledger: dict[str, str] = field(default_factory=dict)
     llm: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)  # field → JSON (never rewritten)
+    finished: bool = False  # the job's last commit acknowledged it and gave the lease back
 
     def covers(self, team_id: str, session_id: str) -> bool:
         return self.team_id == team_id and self.session_id == session_id

@@ -72,6 +72,13 @@ def shard_stream(index: int) -> str:
 JOB_STREAMS = tuple(shard_stream(i) for i in range(SHARDS))
 
 
+def job_entry(entry_id: str) -> tuple[str, str]:
+    """A queued job's place (``{shard}/{stream entry id}``, storage/queue.py): its stream and
+    the entry id in it."""
+    index, _, raw = entry_id.partition("/")
+    return shard_stream(int(index)), raw
+
+
 def job_team(job_id: str) -> str:
     """The workspace a job id names: every trigger's id is ``kind:team:…``
     (bot/pipeline/triggers.py), so a job's own keys can share its workspace's slot."""

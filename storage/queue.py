@@ -27,7 +27,7 @@ from typing import Any
 from redis.asyncio import RedisCluster
 from redis.exceptions import ResponseError
 
-from storage import keys
+from storage import jobview, keys
 from storage.connection import Client
 from storage.scripts import Scripts
 
@@ -55,8 +55,7 @@ class QueueStats:
 
 
 def _place(entry_id: str) -> tuple[str, str]:
-    index, _, raw = entry_id.partition("/")
-    return keys.shard_stream(int(index)), raw
+    return keys.job_entry(entry_id)
 
 
 class JobQueue:
@@ -212,9 +211,15 @@ class JobQueue:
             pipe.xdel(stream, raw)
             await pipe.execute()
 
-    async def finish(self, entry_id: str, team_id: str, session_id: str, fence: int) -> None:
+    async def finish(
+        self, entry_id: str, team_id: str, session_id: str, fence: int, *, job_id: str = ""
+    ) -> None:
         """Acknowledge a finished job and give its session's lease back (if still ``fence``'s),
-        in one round trip (finish.lua); ``fence`` 0: no lease to give back."""
+        in one round trip (finish.lua); ``fence`` 0: no lease to give back. Nothing to do when
+        the job's last commit already did it (``Repository.commit(…, finish=…)``)."""
+        view = jobview.current_job(job_id) if job_id else None
+        if view is not None and view.finished:
+            return
         stream, raw = _place(entry_id)
         await self._scripts.run(
             "finish",

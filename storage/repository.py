@@ -145,11 +145,18 @@ class Repository:
         *,
         fence: int | None,
         writes: Writes | None = None,
+        finish: str = "",
     ) -> Session:
-        """Write ``new`` if the stored rev is still ``old.rev``; returns the committed session."""
+        """Write ``new`` if the stored rev is still ``old.rev``; returns the committed session.
+
+        ``finish``: the job's queue entry, when this commit is the job's last step (its outcome
+        is already shown): the same script acknowledges the job and gives the lease back."""
         expected = old.rev if old is not None else 0
         committed = new.model_copy(update={"rev": expected + 1})
         writes = (writes or Writes()).with_home_index(committed).touch_session(committed)
+        if finish and fence is not None:
+            stream, raw = keys.job_entry(finish)
+            writes._add("FINISH", stream, keys.JOBS_GROUP, raw)
         result = await self.scripts.run(
             "commit",
             [
@@ -173,6 +180,7 @@ class Repository:
         view = jobview.current(new.team_id, new.id)
         if view is not None:
             _fold(view, committed, writes)
+            view.finished = view.finished or bool(finish and fence is not None)
         return committed
 
     async def history(self, session: Session) -> list[Turn]:

@@ -66,9 +66,11 @@ class SessionStore(Protocol):
         *,
         fence: int | None,
         writes: Writes | None = None,
+        finish: str = "",
     ) -> Session:
         """Write ``new`` (rev = old rev + 1) and ``writes`` atomically; returns what was
-        committed."""
+        committed. ``finish``: the job's queue entry when this commit is its last step — the
+        store may acknowledge the job and give its lease back in the same write."""
         ...
 
     async def history(self, session: Session) -> list[Turn]: ...

@@ -204,7 +204,7 @@ class Worker:
             else:
                 await self.flows.run(job)
             # Acknowledged and the lease given back in one round trip: nothing to release below.
-            await self.queue.finish(queued.entry_id, team, sid, fence)
+            await self.queue.finish(queued.entry_id, team, sid, fence, job_id=job.id)
             fence = 0
             self.processed += 1
         except asyncio.CancelledError:

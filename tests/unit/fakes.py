@@ -122,6 +122,7 @@ class MemoryStore:
         *,
         fence: int | None,
         writes: Writes | None = None,
+        finish: str = "",  # no queue here: the job's worker-side ending isn't modelled
     ) -> Session:
         expected = old.rev if old is not None else 0
         committed = new.model_copy(update={"rev": expected + 1})
