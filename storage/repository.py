@@ -197,6 +197,8 @@ class Repository:
         view = jobview.current(session.team_id, session.id)
         if view is not None and view.history is not None:
             return len(view.history)
+        if view is not None and view.history_len is not None:
+            return view.history_len
         return int(await self.redis.llen(keys.history(session.team_id, session.id)))
 
     async def _version_raw(self, session: Session, field: str) -> str | None:
@@ -264,13 +266,28 @@ class Repository:
         raw = await self.redis.hgetall(keys.items(session.team_id, session.id))
         return {str(field): PaidItem.model_validate_json(value) for field, value in raw.items()}
 
-    async def set_item(self, session: Session, field: str, item: PaidItem, *, fence: int) -> None:
-        """Record an item's state; only the job holding the session's lease may."""
-        done = await self.scripts.run(
-            "item",
-            [keys.lock(session.team_id, session.id), keys.items(session.team_id, session.id)],
-            [fence, field, item.model_dump_json(), self.session_ttl_s],
-        )
+    async def set_item(
+        self,
+        session: Session,
+        field: str,
+        item: PaidItem,
+        *,
+        fence: int,
+        spend: tuple[str, str, float] | None = None,
+    ) -> None:
+        """Record an item's state; only the job holding the session's lease may. ``spend``
+        (day, item id, cost): count the item's cost in its workspace's day in the same round
+        trip, as ``record_spend`` does (whatever the lease: the money is spent)."""
+        script_keys = [
+            keys.lock(session.team_id, session.id),
+            keys.items(session.team_id, session.id),
+        ]
+        args: list[Any] = [fence, field, item.model_dump_json(), self.session_ttl_s]
+        if spend is not None:
+            day, item_id, cost_usd = spend
+            script_keys.append(keys.spend(session.team_id, day))
+            args += [item_id, repr(cost_usd), keys.SPEND_TTL_S]
+        done = await self.scripts.run("item", script_keys, args)
         if int(done) != 1:
             raise CommitConflict("lease lost")
 
@@ -380,7 +397,7 @@ class Repository:
 
     async def eager_state(self, team_id: str, job_id: str) -> EagerState | None:
         """What the eager lane did with a job; None if it never ran it."""
-        view = jobview.current_job(job_id)
+        view = jobview.markers_of(job_id)
         raw = view.eager if view is not None else await self.redis.get(keys.eager(team_id, job_id))
         return EagerState(raw) if raw in set(EagerState) else None
 
@@ -464,7 +481,7 @@ class Repository:
 
     # --- finished jobs ----------------------------------------------------------------------
     async def done(self, job_id: str) -> dict[str, Any] | None:
-        view = jobview.current_job(job_id)
+        view = jobview.markers_of(job_id)
         if view is not None:
             return view.done
         raw = await self.redis.get(keys.done(job_id))
@@ -529,7 +546,7 @@ def _fold(view: JobView, committed: Session, writes: Writes) -> None:
         if op == "HSET" and key == versions:
             view.versions[a] = b
         elif op in ("RPUSH", "ADOPT"):
-            view.history = None
+            view.history, view.history_len = None, None
         elif op == "SET" and key == keys.done(view.job_id):
             view.done = dict(json.loads(a))
         elif op == "HDEL" and key == keys.llm_results(view.job_id):

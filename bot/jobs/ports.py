@@ -87,8 +87,18 @@ class SessionStore(Protocol):
     # --- paid items and the workspace's daily spending ------------------------------------
     async def items(self, session: Session) -> dict[str, PaidItem]: ...
 
-    async def set_item(self, session: Session, field: str, item: PaidItem, *, fence: int) -> None:
-        """Record a paid item's state before its next step, only under the lease ``fence``."""
+    async def set_item(
+        self,
+        session: Session,
+        field: str,
+        item: PaidItem,
+        *,
+        fence: int,
+        spend: tuple[str, str, float] | None = None,
+    ) -> None:
+        """Record a paid item's state before its next step, only under the lease ``fence``;
+        with ``spend`` (day, item id, cost) also count its cost as ``record_spend`` does —
+        first, and even when the lease is lost."""
         ...
 
     async def record_spend(self, team_id: str, day: str, item_id: str, cost_usd: float) -> float:

@@ -212,7 +212,17 @@ class MemoryStore:
         raw = self.hashes.get(keys.items(session.team_id, session.id), {})
         return {f: PaidItem.model_validate_json(v) for f, v in raw.items()}
 
-    async def set_item(self, session: Session, field: str, item: PaidItem, *, fence: int) -> None:
+    async def set_item(
+        self,
+        session: Session,
+        field: str,
+        item: PaidItem,
+        *,
+        fence: int,
+        spend: tuple[str, str, float] | None = None,
+    ) -> None:
+        if spend is not None:
+            await self.record_spend(session.team_id, *spend)
         if self.string(keys.lock(session.team_id, session.id)) != str(fence):
             raise CommitConflict("lease lost")
         self.hash_at(keys.items(session.team_id, session.id))[field] = item.model_dump_json()
