@@ -550,6 +550,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
     if isinstance(redis, dict) and "intake" in redis:
         worst = max(x["max_round_trips"] for x in redis["intake"].values())
         add("≤ 3 Redis round trips per trigger at intake", f"max {worst}", worst <= 3)
+        trips, sent = redis.get("round_trips_per_session"), redis.get("commands_sent_per_session")
+        add(
+            "≤ 100 Redis round trips per session (issue 12)",
+            _f(trips),
+            None if trips is None else trips <= 100,
+        )
+        add(
+            "≤ 120 Redis commands sent per session (issue 12)",
+            _f(sent),
+            None if sent is None else sent <= 120,
+        )
         b = redis["bytes"].get("max_bytes_per_session")
         add(
             "≤ 32 KB of Redis per session (10 feedback turns, 3 versions)",
