@@ -100,8 +100,15 @@ class Writes:
         its configured TTL after its last activity (every commit is activity), never piece by
         piece — a version written on day one must not expire before the session it belongs to."""
         team, sid = session.team_id, session.id
+        # A key an op of this commit writes gets the TTL with it (HSET, RPUSH in commit.lua).
+        written = {
+            self.keys[int(self.ops[i + 1]) - 3]
+            for i in range(0, len(self.ops), 4)
+            if self.ops[i] in ("HSET", "RPUSH")
+        }
         for key in keys.session_keys(team, sid)[1:]:  # [0] is the session hash: always written
-            self._add("EXPIRE", key, "-", "-")
+            if key not in written:
+                self._add("EXPIRE", key, "-", "-")
         self._add("EXPIRE", keys.fence(team, sid), "-", "-")
         if session.thread_ts:
             self._add("EXPIRE", keys.thread(team, session.channel_id, session.thread_ts), "-", "-")
