@@ -15,7 +15,6 @@ from typing import Any
 import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
-from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.request.payload_utils import (
@@ -42,7 +41,13 @@ from bot.media.images import ImageClient
 from bot.media.speech import SpeechClient
 from bot.media.video import OpenAIVideoJobs
 from bot.metrics import Metrics
-from bot.oauth import NOT_INSTALLED, RedisInstallationStore, RedisStateStore, oauth_settings
+from bot.oauth import (
+    NOT_INSTALLED,
+    RedisInstallationStore,
+    RedisStateStore,
+    installation_authorize,
+    oauth_settings,
+)
 from bot.services import HandlerServices
 from bot.slack.gateway import SlackGateway
 from bot.slack.tokens import InstalledTokens
@@ -251,13 +256,13 @@ def build_app(
         # workspace in the installation store (no installation: the polite refusal).
         app = TimedApp(
             oauth_settings=oauth,
+            # auth.test cached per token. Bolt's annotation names plain functions only; its
+            # __init__ takes an AsyncAuthorize instance as is (an isinstance check).
+            authorize=installation_authorize(oauth, client),  # type: ignore[arg-type]
             installation_store_bot_only=True,
             user_facing_authorize_error_message=NOT_INSTALLED,
             **common,
         )
-        if isinstance(app._async_authorize, AsyncInstallationStoreAuthorize):
-            # Bolt would call auth.test before every ack; a token's answer never changes.
-            app._async_authorize.cache_enabled = True
         app.enable_token_revocation_listeners()  # app_uninstalled, tokens_revoked: delete
     app.metrics = metrics or Metrics()
     handlers.register(app, services)

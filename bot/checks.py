@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
 from bot.app import image_client, web_client
 from bot.config import Settings
 from bot.llm.client import LLMClient
@@ -14,8 +17,38 @@ from storage.connection import connect
 
 async def _slack(settings: Settings) -> str:
     client = web_client(settings)
+    if settings.oauth:
+        return await _oauth_client(settings, client)
     resp = await client.auth_test()
     return f"ok — workspace {resp.get('team')} as {resp.get('user')}"
+
+
+async def _oauth_client(settings: Settings, client: AsyncWebClient) -> str:
+    """OAuth distribution has no one bot token to try, so the client id and secret are.
+
+    ``oauth.v2.access`` with a code that can't exist installs nothing: Slack answers
+    ``invalid_code`` when the client id and secret are good, ``invalid_client_id`` or
+    ``bad_client_secret`` when they are not (its documented errors).
+    """
+    assert settings.slack_client_id and settings.slack_client_secret
+    try:
+        await client.oauth_v2_access(
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret.get_secret_value(),
+            code="storyloop-check",
+        )
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        if error == "invalid_code":
+            return (
+                "ok — OAuth distribution: Slack accepts the client id and secret; each "
+                "workspace's token is saved when it installs the app (/slack/install)"
+            )
+        raise RuntimeError(
+            f"Slack refused SLACK_CLIENT_ID / SLACK_CLIENT_SECRET ({error}); copy both from "
+            "the app's Basic Information → App Credentials"
+        ) from None
+    raise RuntimeError("Slack accepted a made-up OAuth code")
 
 
 async def _redis(settings: Settings) -> str:

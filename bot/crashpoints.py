@@ -29,6 +29,14 @@ POINTS = (
 STAGE_POINTS = POINTS[6:]  # reached only in the later stages (tests/chaos/test_stage_crashes.py)
 # Reached while a thread answer streams (tests/chaos/test_stream_crashes.py).
 STREAM_POINTS = ("stream_started", "mid_stream")
+# Reached by `/story delete` in the worker, in this order (bot/jobs/deletion.py,
+# tests/e2e/test_delete_kill9.py). Kept out of POINTS: no other job passes them.
+DELETE_POINTS = (
+    "delete_seized",  # the delete job took the session's lease; nothing done yet
+    "delete_noticed",  # the notice is in the thread; indexes and data untouched
+    "delete_unindexed",  # out of the thread index and App Home; the data not yet erased
+    "delete_erased",  # data erased, tombstone left; card not edited, deleter not answered
+)
 
 
 class CrashPoints:

@@ -15,6 +15,7 @@ import secrets
 from logging import Logger
 from typing import Any
 
+from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.oauth.installation_store.async_installation_store import (
     AsyncInstallationStore,
@@ -22,6 +23,7 @@ from slack_sdk.oauth.installation_store.async_installation_store import (
 from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
+from slack_sdk.web.async_client import AsyncWebClient
 
 from storage import keys
 from storage.connection import Client
@@ -162,4 +164,28 @@ def oauth_settings(
         installation_store_bot_only=True,
         state_store=states,
         state_expiration_seconds=states.ttl_s,
+    )
+
+
+def installation_authorize(
+    settings: AsyncOAuthSettings, client: AsyncWebClient
+) -> AsyncInstallationStoreAuthorize:
+    """Bolt's authorize for OAuth apps (the one ``AsyncOAuthSettings`` would build), with its
+    ``auth.test`` cache on.
+
+    Why our own instance: Bolt's default leaves the cache off, so every request would wait for
+    an ``auth.test`` before its ack, and the only way to turn it on afterwards is Bolt's private
+    ``app._async_authorize``. ``AsyncApp(authorize=…)`` accepts an ``AsyncAuthorize`` instance
+    beside ``oauth_settings`` (a plain function is refused there). The cache is keyed by token
+    and consulted only after the installation store has answered, so an uninstalled or revoked
+    workspace is refused at once: its installation is gone, whatever was cached for its token.
+    """
+    return AsyncInstallationStoreAuthorize(
+        logger=logging.getLogger("slack_bolt"),  # the app's, as build_app gives Bolt
+        installation_store=settings.installation_store,
+        client_id=settings.client_id,
+        client_secret=settings.client_secret,
+        bot_only=True,
+        cache_enabled=True,
+        client=client,
     )

@@ -517,6 +517,20 @@ class Repository:
         if view is not None:
             view.llm[step] = str(stored)
 
+    async def forget_llm_results(self, job_id: str) -> None:
+        """Drop every LLM answer cached for ``job_id``, whatever its step.
+
+        For a job of a deleted session (``/story delete``): a generation that was writing when
+        the delete seized its session caches the LLM's answer after the erase and then can't
+        commit it, so that text — the session's data — would outlive the delete by a day. Such
+        a job always comes back (it was never acked) and ends on the tombstone; this runs then.
+        A job's answers are one hash (``keys.llm_results``): one DEL, no SCAN.
+        """
+        await self.redis.delete(keys.llm_results(job_id))
+        view = jobview.current_job(job_id)
+        if view is not None:
+            view.llm.clear()
+
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in zip(flat[0::2], flat[1::2], strict=True)}

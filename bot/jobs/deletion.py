@@ -31,6 +31,7 @@ NOTICE_SLOT = "deleted"
 
 
 async def delete_session(ctx: FlowContext, job: Job, t: DeleteSession) -> None:
+    ctx.crash.reach("delete_seized")
     s = await ctx.repo.get(t.team_id, t.session_id)
     if s is None:
         left = await ctx.repo.tombstone(t.team_id, t.session_id)
@@ -54,7 +55,9 @@ async def delete_session(ctx: FlowContext, job: Job, t: DeleteSession) -> None:
             )
         except (NotPostable, SlackDeliveryError) as exc:
             log.warning("could not post the deletion notice of %s: %s", s.id, exc)
+    ctx.crash.reach("delete_noticed")
     await ctx.repo.unindex(s)
+    ctx.crash.reach("delete_unindexed")
     gone: dict[str, Any] = {
         "by": t.user_id,
         "at": ctx.clock(),
@@ -63,6 +66,7 @@ async def delete_session(ctx: FlowContext, job: Job, t: DeleteSession) -> None:
         "card_ts": s.card_at,
     }
     await ctx.repo.erase(s, fence=job.fence, tombstone=gone)
+    ctx.crash.reach("delete_erased")
     await _finish(ctx, job, t, gone)
 
 

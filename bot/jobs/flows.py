@@ -86,6 +86,8 @@ class Flows:
         if gone is not None:
             # Deleted (`/story delete`): a click hears so; a queued start or reply of the
             # session ends here, never bringing it back.
+            # An answer it had the LLM write before the delete caught it goes too.
+            await self.ctx.repo.forget_llm_results(job.id)
             if isinstance(t, Approve | Regenerate | Retry | Redo | Confirm | Cancel | Restore):
                 await self.refuse(job, t, deletion.deleted_session(gone.get("by")))
             else:

@@ -133,6 +133,10 @@ class SessionStore(Protocol):
         """Keep an LLM answer until its result is committed (first value wins)."""
         ...
 
+    async def forget_llm_results(self, job_id: str) -> None:
+        """Drop every LLM answer cached for ``job_id`` (a job of a deleted session)."""
+        ...
+
     # --- deletion (bot/jobs/deletion.py) ----------------------------------------------------
     async def tombstone(self, team_id: str, session_id: str) -> dict[str, Any] | None:
         """What is left of a deleted session (who, when, job, channel, card_ts), or None."""

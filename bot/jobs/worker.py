@@ -23,7 +23,7 @@ from bot.jobs.model import Job
 from bot.logs import correlation_id, session_id, team_id
 from bot.metrics import Metrics
 from bot.pipeline.triggers import TriggerKind
-from bot.slack.gateway import LeaseLost, SlackGateway, lease_guard
+from bot.slack.gateway import LeaseLost, NotInstalled, SlackGateway, lease_guard
 from storage.intake import TRIGGER
 from storage.queue import JobQueue, QueuedJob
 from storage.repository import CommitConflict, EagerState
@@ -173,7 +173,14 @@ class Worker:
             lease.fence = fence
             lease_guard.set(lambda: self.repo.holds(team, sid, fence))
             if isinstance(self.flows.ctx.gateway, SlackGateway):
-                await self.flows.ctx.gateway.for_workspace(team)  # OAuth: the workspace's token
+                try:
+                    await self.flows.ctx.gateway.for_workspace(team)  # OAuth: its token
+                except NotInstalled:
+                    # Uninstalled or its token revoked since the job was recorded: there is no
+                    # token to do it or to tell anyone with, and retrying can't bring one back.
+                    log.warning("dropping job %s: the workspace is not installed", queued.job_id)
+                    await self.queue.ack(queued.entry_id)
+                    return "not_installed"
             self.flows.ctx.crash.reach("after_claim")
             marker = await self.repo.done(queued.job_id)
             eager = await self.repo.eager_state(team, queued.job_id) if marker is None else None

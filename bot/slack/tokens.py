@@ -4,7 +4,9 @@ With one ``SLACK_BOT_TOKEN`` every call uses it and nothing here runs. With OAut
 workspace has its own token in Bolt's installation store; the gateway asks a ``TokenSource``
 for the token of the workspace a job serves. Tokens are cached briefly so a busy job doesn't
 read Redis before every call, and briefly enough that an uninstall stops calls within seconds
-(Slack refuses a revoked token anyway).
+(Slack refuses a revoked token anyway). No process is told of an uninstall: Bolt deletes the
+installation in whichever replica receives the event; the others see it gone when their cache
+entry runs out, and a job that then finds no token ends (``NotInstalled``, bot/jobs/worker.py).
 """
 
 from __future__ import annotations
@@ -40,7 +42,3 @@ class InstalledTokens:
         token = bot.bot_token if bot is not None else None
         self._cache[team_id] = (now, token)
         return token
-
-    def forget(self, team_id: str) -> None:
-        """Drop the cached token (this process saw the workspace uninstall the app)."""
-        self._cache.pop(team_id, None)

@@ -80,7 +80,8 @@ class SlackOAuth:
             decoded = base64.b64decode(authorization[len("Basic ") :]).decode()
             client_id, _, client_secret = decoded.partition(":")
         if client_id != self.client_id or client_secret != self.client_secret:
-            return {"ok": False, "error": "invalid_client_id" if client_id else "bad_client_secret"}
+            wrong = "invalid_client_id" if client_id != self.client_id else "bad_client_secret"
+            return {"ok": False, "error": wrong}
         code = str(params.get("code") or "")
         taken = self._codes.pop(code, None)
         if taken is None or time.monotonic() - taken[3] > CODE_TTL_S:
@@ -129,11 +130,20 @@ class SlackOAuth:
         self._revoke(team_id)
         return await self._send(team_id, {"type": "app_uninstalled"})
 
-    async def revoke_tokens(self, team_id: str) -> AckResult:
-        """The workspace's bot token is revoked: ``tokens_revoked`` names it (by bot user)."""
-        self._revoke(team_id)
-        event = {"type": "tokens_revoked", "tokens": {"bot": [self.emu.bot_user_id]}}
-        return await self._send(team_id, event)
+    async def revoke_tokens(
+        self, team_id: str, *, bot: bool = True, users: tuple[str, ...] = ()
+    ) -> AckResult:
+        """Tokens of ``team_id`` are revoked: ``tokens_revoked`` names them by user id, the bot
+        user under ``bot`` and people's user tokens under ``oauth`` (Slack's event shape). Only
+        a revoked bot token stops working here: the emulator issues no user tokens."""
+        if bot:
+            self._revoke(team_id)
+        tokens: JSON = {}
+        if users:
+            tokens["oauth"] = list(users)
+        if bot:
+            tokens["bot"] = [self.emu.bot_user_id]
+        return await self._send(team_id, {"type": "tokens_revoked", "tokens": tokens})
 
     def _revoke(self, team_id: str) -> None:
         for found in self.installs.values():

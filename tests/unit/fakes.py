@@ -343,6 +343,9 @@ class MemoryStore:
     async def cache_llm(self, job_id: str, step: str, value: str) -> None:
         self.hash_at(keys.llm_results(job_id)).setdefault(step, value)  # HSETNX
 
+    async def forget_llm_results(self, job_id: str) -> None:
+        self.delete(keys.llm_results(job_id))
+
     def cached_llm_keys(self) -> list[str]:
         """LLM answers still cached (each should go with the commit of its result)."""
         return sorted(

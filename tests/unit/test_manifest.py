@@ -43,6 +43,8 @@ EXPECTED_BOT_SCOPES = {
     "users:read",  # /story delete: users.info is_admin / is_owner (the creator or an admin)
 }
 EXPECTED_BOT_EVENTS = {"message.channels", "message.groups", "app_mention", "app_home_opened"}
+# HTTP mode only (OAuth distribution): Slack sends these only to apps subscribed to them.
+OAUTH_BOT_EVENTS = {"app_uninstalled", "tokens_revoked"}
 EXPECTED_SHORTCUTS = [
     {"type": "global", "callback_id": "new_story"},
     {"type": "message", "callback_id": "turn_into_story"},
@@ -207,7 +209,8 @@ def test_exact_bot_scopes(manifest: dict[str, Any]) -> None:
 
 def test_exact_bot_events(manifest: dict[str, Any]) -> None:
     events = manifest["settings"]["event_subscriptions"]
-    assert set(events["bot_events"]) == EXPECTED_BOT_EVENTS
+    oauth = OAUTH_BOT_EVENTS if "redirect_urls" in manifest["oauth_config"] else set()
+    assert set(events["bot_events"]) == EXPECTED_BOT_EVENTS | oauth
     assert "user_events" not in events
 
 
@@ -283,6 +286,8 @@ def test_variants_differ_only_in_transport(
     del stripped["settings"]["interactivity"]["request_url"]
     del stripped["settings"]["interactivity"]["message_menu_options_url"]
     del stripped["oauth_config"]["redirect_urls"]
+    events = stripped["settings"]["event_subscriptions"]
+    events["bot_events"] = [e for e in events["bot_events"] if e not in OAUTH_BOT_EVENTS]
     assert stripped == socket_manifest
 
 
