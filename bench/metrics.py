@@ -421,3 +421,78 @@ def commandstats_calls(info: dict[str, Any]) -> Counter[str]:
         if key.startswith("cmdstat_") and isinstance(value, dict):
             out[key.removeprefix("cmdstat_").upper()] = int(value.get("calls", 0))
     return out
+
+
+IDLE_POLLING = ("XREADGROUP", "XAUTOCLAIM")
+
+
+def session_redis_work(
+    lines: Sequence[MonitorLine], steps: Sequence[Any], *, exclude: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Round trips and commands of one session, from MONITOR lines, split by the trigger that
+    was last sent when each line ran (``steps``: the session's ``bench.load.Step``s, in order).
+
+    - A *round trip* is one request and its answer: a command, or a whole ``MULTI … EXEC``
+      transaction from one client (redis-py sends it in one write and reads one reply). A
+      non-transactional pipeline can't be told apart from separate commands in MONITOR's
+      output, so each of its commands counts as one (over-counts, never under-counts).
+    - *Commands sent*: every command a client sent (``EVALSHA`` is one; ``MULTI`` and ``EXEC``
+      count), *commands run*: those plus the ones scripts ran.
+    - The workers' idle polling (``XREADGROUP … BLOCK``, ``XAUTOCLAIM``) is left out, and one
+      read per job (one per trigger) is counted instead. ``exclude``: the bench's own clients
+      (its INFO, SCAN and MEMORY USAGE are not the app's work).
+    """
+    skip = set(exclude)
+    starts = [float(s.sent) for s in steps]
+    names = [("reply" if s.kind == "reply" else s.name) for s in steps]
+    per: dict[str, Counter[str]] = defaultdict(Counter)
+    by_name: Counter[str] = Counter()
+    open_tx: set[str] = set()
+    polls = 0
+    for x in lines:
+        if x.source in skip:
+            continue
+        i = next((k for k in range(len(starts) - 1, -1, -1) if starts[k] <= x.at), None)
+        step = names[i] if i is not None else "before the first trigger"
+        c = per[step]
+        if x.source == "lua":
+            c["inside_scripts"] += 1
+            continue
+        if x.name in IDLE_POLLING:
+            polls += 1
+            continue
+        c["sent"] += 1
+        by_name[x.name] += 1
+        if x.source in open_tx:
+            if x.name in ("EXEC", "DISCARD"):
+                open_tx.discard(x.source)
+            continue  # inside a transaction: part of the MULTI's round trip
+        if x.name == "MULTI":
+            open_tx.add(x.source)
+        c["round_trips"] += 1
+    for name in names:  # one job read per trigger
+        per[name]["round_trips"] += 1
+        per[name]["sent"] += 1
+        per[name]["job_reads"] += 1
+    by_step = {
+        name: {
+            "triggers": names.count(name),
+            "round_trips": c["round_trips"],
+            "commands_sent": c["sent"],
+            "commands_run": c["sent"] + c["inside_scripts"],
+        }
+        for name, c in per.items()
+    }
+    total = Counter[str]()
+    for c in per.values():
+        total.update(c)
+    return {
+        "round_trips": total["round_trips"],
+        "commands_sent": total["sent"],
+        "commands_run": total["sent"] + total["inside_scripts"],
+        "commands_inside_scripts": total["inside_scripts"],
+        "polling_commands_in_window": polls,
+        "by_trigger": by_step,
+        "by_command": dict(by_name.most_common()),
+        "triggers": len(names),
+    }

@@ -329,6 +329,7 @@ def _render_redis(data: Any) -> list[str]:
         "",
         f"Per session ({data['script']}; {data['completed']}/{data['sessions']} completed): "
         f"**{_f(data['round_trips_per_session'])} round trips**, "
+        f"**{_f(data.get('commands_sent_per_session'))} commands sent**, "
         f"{_f(data['commands_per_session'])} commands incl. those inside scripts, "
         f"**{_f(b.get('bytes_per_session'))} bytes** (max {_f(b.get('max_bytes_per_session'))}; "
         f"{_f(b.get('keys_per_session'))} keys). Shared streams afterwards: "
@@ -338,6 +339,13 @@ def _render_redis(data: Any) -> list[str]:
         )
         + ". "
         f"An idle replica sends {_f(data['idle_commands_per_s'])} commands/s (worker polling).",
+        "",
+        "Per trigger (a round trip is one command or one MULTI…EXEC; one job read per trigger): "
+        + "; ".join(
+            f"{name} (x{_f(x.get('triggers'))}): {_f(x.get('round_trips'))} round trips, "
+            f"{_f(x.get('commands_sent'))} sent, {_f(x.get('commands_run'))} run"
+            for name, x in (data.get("by_trigger_per_session") or {}).items()
+        ),
         "",
         "Bytes per session by kind of key: "
         + ", ".join(f"{k} {_f(v)}" for k, v in b.get("by_category", {}).items()),
@@ -542,6 +550,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
     if isinstance(redis, dict) and "intake" in redis:
         worst = max(x["max_round_trips"] for x in redis["intake"].values())
         add("≤ 3 Redis round trips per trigger at intake", f"max {worst}", worst <= 3)
+        trips, sent = redis.get("round_trips_per_session"), redis.get("commands_sent_per_session")
+        add(
+            "≤ 100 Redis round trips per session (issue 12)",
+            _f(trips),
+            None if trips is None else trips <= 100,
+        )
+        add(
+            "≤ 120 Redis commands sent per session (issue 12)",
+            _f(sent),
+            None if sent is None else sent <= 120,
+        )
         b = redis["bytes"].get("max_bytes_per_session")
         add(
             "≤ 32 KB of Redis per session (10 feedback turns, 3 versions)",

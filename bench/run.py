@@ -57,6 +57,7 @@ from bench.metrics import (
     post_rates,
     round_trips,
     session_bytes,
+    session_redis_work,
     summary_ms,
     version_gaps,
 )
@@ -375,6 +376,19 @@ async def phase_stages_of(ctx: Ctx) -> dict[str, Any]:
     return main
 
 
+def _by_trigger_mean(per_session: list[dict[str, Any]], n: int) -> dict[str, dict[str, float]]:
+    """Each trigger's share of a session's Redis work (the mean over completed sessions)."""
+    out: dict[str, dict[str, float]] = {}
+    for x in per_session:
+        if not x["completed"]:
+            continue
+        for name, figures in x["by_trigger"].items():
+            into = out.setdefault(name, {})
+            for k, v in figures.items():
+                into[k] = into.get(k, 0) + v / n
+    return {k: {f: round(v, 1) for f, v in d.items()} for k, d in out.items()}
+
+
 async def phase_redis(ctx: Ctx) -> dict[str, Any]:
     a = ctx.args
     redis = Redis.from_url(ctx.redis.url, decode_responses=True)
@@ -397,6 +411,9 @@ async def phase_redis(ctx: Ctx) -> dict[str, Any]:
         )
         await asyncio.sleep(1.0)
         mon = await MonitorCapture(ctx.redis.url).start()
+        # The bench's own client (INFO, SCAN, MEMORY USAGE) is not the app's work.
+        me = await redis.client_info()
+        bench_clients = {str(me.get("addr", ""))}
         idle_start = mon.mark()
         await asyncio.sleep(3.0)
         idle = [x for x in mon.window(idle_start) if x.source != "lua"]
@@ -414,23 +431,20 @@ async def phase_redis(ctx: Ctx) -> dict[str, Any]:
             lines = mon.window(start)
             window = time.monotonic() - began
             results.append(r)
-            client = [x for x in lines if x.source != "lua"]
-            polls = sum(x.name in ("XREADGROUP", "XAUTOCLAIM") for x in client)
-            jobs = len(r.steps)  # one job per trigger: delivered by one XREADGROUP each
-            by_name: dict[str, int] = {}
-            for x in client:
-                by_name[x.name] = by_name.get(x.name, 0) + 1
+            work = session_redis_work(lines, r.steps, exclude=bench_clients)
             per_session.append(
                 {
                     "completed": r.completed,
                     "failed_at": r.failed_at,
                     "window_s": round(window, 1),
-                    "round_trips": len(client) - polls + jobs,
-                    "commands_total": len(lines) - polls + jobs,
-                    "commands_inside_scripts": len(lines) - len(client),
-                    "polling_commands_in_window": polls,
-                    "by_command": dict(sorted(by_name.items(), key=lambda kv: -kv[1])),
-                    "triggers": jobs,
+                    "round_trips": work["round_trips"],
+                    "commands_sent": work["commands_sent"],
+                    "commands_total": work["commands_run"],
+                    "commands_inside_scripts": work["commands_inside_scripts"],
+                    "polling_commands_in_window": work["polling_commands_in_window"],
+                    "by_trigger": work["by_trigger"],
+                    "by_command": work["by_command"],
+                    "triggers": work["triggers"],
                 }
             )
         mem_after = int((await info_section(redis, "memory"))["used_memory_dataset"])
@@ -461,6 +475,8 @@ async def phase_redis(ctx: Ctx) -> dict[str, Any]:
             "per_session": per_session,
             "round_trips_per_session": round(sum(x["round_trips"] for x in per_session) / n, 1),
             "commands_per_session": round(sum(x["commands_total"] for x in per_session) / n, 1),
+            "commands_sent_per_session": round(sum(x["commands_sent"] for x in per_session) / n, 1),
+            "by_trigger_per_session": _by_trigger_mean(per_session, n),
             "commandstats_per_session": {
                 k: round(v / n, 1) for k, v in delta.most_common() if k not in ("INFO", "MONITOR")
             },

@@ -16,7 +16,8 @@ from pydantic import TypeAdapter
 
 from bot.pipeline.models import Session, Turn
 from bot.pipeline.triggers import Feedback, Trigger, TriggerKind
-from storage import keys
+from storage import jobview, keys
+from storage.jobview import JobView
 from storage.scripts import Scripts
 
 TRIGGER: TypeAdapter[Trigger] = TypeAdapter(Trigger)
@@ -63,6 +64,9 @@ class Intake:
                 keys.fence(team, sid),
                 keys.session(team, sid),
                 keys.eager(team, trigger.job_id),
+                keys.tombstone(team, sid),
+                keys.history(team, sid),
+                keys.messages(team, sid),
             ]
             args += [eager_lease_ms, self._session_ttl_s, keys.DEDUPE_TTL_S, keys.EAGER_TTL_S]
         if trigger.kind is TriggerKind.CANCEL:
@@ -74,6 +78,28 @@ class Intake:
         if int(done) != 1:
             return Recorded(Outcome.DUPLICATE)
         session = Session.model_validate_json(data[0]) if data and data[0] else None
+        if int(fence):
+            # What the script read with the lease, for the eager lane: the lane's task is
+            # started from this one (it inherits the context) and reads it instead of Redis.
+            tomb, history_len, ledger = data[1:4]
+            jobview.begin(
+                JobView(
+                    team_id=team,
+                    session_id=sid,
+                    job_id=trigger.job_id,
+                    session=session,
+                    done=None,
+                    eager=None,
+                    tombstone=dict(json.loads(tomb)) if tomb else None,
+                    history=None,
+                    history_len=int(history_len),
+                    ledger={
+                        str(k): str(v) for k, v in zip(ledger[0::2], ledger[1::2], strict=True)
+                    },
+                    markers=False,
+                    not_in=asyncio.current_task(),
+                )
+            )
         return Recorded(Outcome.ENQUEUED, int(fence), session)
 
     async def submit_feedback(

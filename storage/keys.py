@@ -72,6 +72,13 @@ def shard_stream(index: int) -> str:
 JOB_STREAMS = tuple(shard_stream(i) for i in range(SHARDS))
 
 
+def job_entry(entry_id: str) -> tuple[str, str]:
+    """A queued job's place (``{shard}/{stream entry id}``, storage/queue.py): its stream and
+    the entry id in it."""
+    index, _, raw = entry_id.partition("/")
+    return shard_stream(int(index)), raw
+
+
 def job_team(job_id: str) -> str:
     """The workspace a job id names: every trigger's id is ``kind:team:…``
     (bot/pipeline/triggers.py), so a job's own keys can share its workspace's slot."""
@@ -183,8 +190,11 @@ def dedupe(team_id: str, identity: str) -> str:
     return f"{_t(team_id)}:seen:{identity}"
 
 
-def llm_result(job_id: str, step: str) -> str:
-    return f"{_t(job_team(job_id))}:llm:{job_id}:{step}"
+def llm_results(job_id: str) -> str:
+    """Hash: step → the LLM's answer for it, kept until the step's result is committed. One
+    hash per job (not a key per step), so the job's lease claim reads them all in its round
+    trip (claim.lua) without knowing the steps."""
+    return f"{_t(job_team(job_id))}:llm:{job_id}"
 
 
 def done(job_id: str) -> str:

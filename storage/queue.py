@@ -27,8 +27,9 @@ from typing import Any
 from redis.asyncio import RedisCluster
 from redis.exceptions import ResponseError
 
-from storage import keys
+from storage import jobview, keys
 from storage.connection import Client
+from storage.scripts import Scripts
 
 POLL_MS = 100  # the longest a reader blocks on one shard before looking at the others again
 
@@ -54,14 +55,14 @@ class QueueStats:
 
 
 def _place(entry_id: str) -> tuple[str, str]:
-    index, _, raw = entry_id.partition("/")
-    return keys.shard_stream(int(index)), raw
+    return keys.job_entry(entry_id)
 
 
 class JobQueue:
     def __init__(self, redis: Client, consumer: str) -> None:
         self.redis = redis
         self.consumer = consumer
+        self._scripts = Scripts(redis)
         self._turn = itertools.count()
         # One server (standalone or Sentinel's primary) takes one blocking XREADGROUP over
         # every shard's stream; only a cluster, where one command can't span slots, polls.
@@ -209,6 +210,22 @@ class JobQueue:
             pipe.xack(stream, keys.JOBS_GROUP, raw)
             pipe.xdel(stream, raw)
             await pipe.execute()
+
+    async def finish(
+        self, entry_id: str, team_id: str, session_id: str, fence: int, *, job_id: str = ""
+    ) -> None:
+        """Acknowledge a finished job and give its session's lease back (if still ``fence``'s),
+        in one round trip (finish.lua); ``fence`` 0: no lease to give back. Nothing to do when
+        the job's last commit already did it (``Repository.commit(…, finish=…)``)."""
+        view = jobview.current_job(job_id) if job_id else None
+        if view is not None and view.finished:
+            return
+        stream, raw = _place(entry_id)
+        await self._scripts.run(
+            "finish",
+            [stream, keys.lock(team_id, session_id)],
+            [keys.JOBS_GROUP, raw, str(fence) if fence else ""],
+        )
 
     async def depth(self) -> int:
         """Jobs not yet acknowledged, over every shard (acks delete entries)."""

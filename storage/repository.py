@@ -16,9 +16,10 @@ from pydantic import BaseModel
 
 from bot.pipeline.artifacts import PaidItem
 from bot.pipeline.models import Session, Stage, StoryVersion, Turn
-from storage import keys
+from storage import jobview, keys
 from storage.connection import Client
 from storage.home import involved
+from storage.jobview import JobView
 from storage.scripts import Scripts
 
 VersionT = TypeVar("VersionT", bound=BaseModel)
@@ -75,7 +76,7 @@ class Writes:
 
     def forget_llm_result(self, job_id: str, step: str) -> Writes:
         """The cached LLM answer is only needed until its result is committed."""
-        self._add("DEL", keys.llm_result(job_id, step), "-", "-")
+        self._add("HDEL", keys.llm_results(job_id), step, "-")
         return self
 
     def add_artifact(self, session: Session, stage: str, number: int, data: str) -> Writes:
@@ -99,8 +100,15 @@ class Writes:
         its configured TTL after its last activity (every commit is activity), never piece by
         piece — a version written on day one must not expire before the session it belongs to."""
         team, sid = session.team_id, session.id
+        # A key an op of this commit writes gets the TTL with it (HSET, RPUSH in commit.lua).
+        written = {
+            self.keys[int(self.ops[i + 1]) - 3]
+            for i in range(0, len(self.ops), 4)
+            if self.ops[i] in ("HSET", "RPUSH")
+        }
         for key in keys.session_keys(team, sid)[1:]:  # [0] is the session hash: always written
-            self._add("EXPIRE", key, "-", "-")
+            if key not in written:
+                self._add("EXPIRE", key, "-", "-")
         self._add("EXPIRE", keys.fence(team, sid), "-", "-")
         if session.thread_ts:
             self._add("EXPIRE", keys.thread(team, session.channel_id, session.thread_ts), "-", "-")
@@ -131,6 +139,9 @@ class Repository:
 
     # --- sessions -------------------------------------------------------------------------
     async def get(self, team_id: str, session_id: str) -> Session | None:
+        view = jobview.current(team_id, session_id)
+        if view is not None:
+            return view.session  # read with the lease; only this job has written it since
         raw = await self.redis.hget(keys.session(team_id, session_id), "data")
         return Session.model_validate_json(raw) if raw else None
 
@@ -141,11 +152,18 @@ class Repository:
         *,
         fence: int | None,
         writes: Writes | None = None,
+        finish: str = "",
     ) -> Session:
-        """Write ``new`` if the stored rev is still ``old.rev``; returns the committed session."""
+        """Write ``new`` if the stored rev is still ``old.rev``; returns the committed session.
+
+        ``finish``: the job's queue entry, when this commit is the job's last step (its outcome
+        is already shown): the same script acknowledges the job and gives the lease back."""
         expected = old.rev if old is not None else 0
         committed = new.model_copy(update={"rev": expected + 1})
         writes = (writes or Writes()).with_home_index(committed).touch_session(committed)
+        if finish and fence is not None:
+            stream, raw = keys.job_entry(finish)
+            writes._add("FINISH", stream, keys.JOBS_GROUP, raw)
         result = await self.scripts.run(
             "commit",
             [
@@ -166,18 +184,43 @@ class Repository:
             raise CommitConflict("lease lost")
         if result == 0:
             raise CommitConflict("revision changed")
+        view = jobview.current(new.team_id, new.id)
+        if view is not None:
+            _fold(view, committed, writes)
+            view.finished = view.finished or bool(finish and fence is not None)
         return committed
 
     async def history(self, session: Session) -> list[Turn]:
+        view = jobview.current(session.team_id, session.id)
+        if view is not None and view.history is not None:
+            return list(view.history)
         raw = await self.redis.lrange(keys.history(session.team_id, session.id), 0, -1)
-        return [Turn.model_validate_json(item) for item in raw]
+        turns = [Turn.model_validate_json(item) for item in raw]
+        if view is not None:
+            view.history = list(turns)
+        return turns
 
     async def history_length(self, session: Session) -> int:
+        view = jobview.current(session.team_id, session.id)
+        if view is not None and view.history is not None:
+            return len(view.history)
+        if view is not None and view.history_len is not None:
+            return view.history_len
         return int(await self.redis.llen(keys.history(session.team_id, session.id)))
 
+    async def _version_raw(self, session: Session, field: str) -> str | None:
+        """A version's JSON: versions are written once (a new one is a new field), so the job's
+        view keeps what it has read or committed."""
+        view = jobview.current(session.team_id, session.id)
+        if view is not None and field in view.versions:
+            return view.versions[field]
+        raw = await self.redis.hget(keys.versions(session.team_id, session.id), field)
+        if raw and view is not None:
+            view.versions[field] = str(raw)
+        return str(raw) if raw else None
+
     async def version(self, session: Session, number: int) -> StoryVersion | None:
-        key = keys.versions(session.team_id, session.id)
-        raw = await self.redis.hget(key, str(number))
+        raw = await self._version_raw(session, str(number))
         return StoryVersion.model_validate_json(raw) if raw else None
 
     async def all_versions(self, session: Session) -> list[StoryVersion]:
@@ -189,8 +232,7 @@ class Repository:
         self, session: Session, stage: str, number: int, model: type[VersionT]
     ) -> VersionT | None:
         """Version ``number`` of a later stage (or a video plan), as ``model``."""
-        key = keys.versions(session.team_id, session.id)
-        raw = await self.redis.hget(key, keys.version_field(stage, number))
+        raw = await self._version_raw(session, keys.version_field(stage, number))
         return model.model_validate_json(raw) if raw else None
 
     async def artifacts(
@@ -231,13 +273,28 @@ class Repository:
         raw = await self.redis.hgetall(keys.items(session.team_id, session.id))
         return {str(field): PaidItem.model_validate_json(value) for field, value in raw.items()}
 
-    async def set_item(self, session: Session, field: str, item: PaidItem, *, fence: int) -> None:
-        """Record an item's state; only the job holding the session's lease may."""
-        done = await self.scripts.run(
-            "item",
-            [keys.lock(session.team_id, session.id), keys.items(session.team_id, session.id)],
-            [fence, field, item.model_dump_json(), self.session_ttl_s],
-        )
+    async def set_item(
+        self,
+        session: Session,
+        field: str,
+        item: PaidItem,
+        *,
+        fence: int,
+        spend: tuple[str, str, float] | None = None,
+    ) -> None:
+        """Record an item's state; only the job holding the session's lease may. ``spend``
+        (day, item id, cost): count the item's cost in its workspace's day in the same round
+        trip, as ``record_spend`` does (whatever the lease: the money is spent)."""
+        script_keys = [
+            keys.lock(session.team_id, session.id),
+            keys.items(session.team_id, session.id),
+        ]
+        args: list[Any] = [fence, field, item.model_dump_json(), self.session_ttl_s]
+        if spend is not None:
+            day, item_id, cost_usd = spend
+            script_keys.append(keys.spend(session.team_id, day))
+            args += [item_id, repr(cost_usd), keys.SPEND_TTL_S]
+        done = await self.scripts.run("item", script_keys, args)
         if int(done) != 1:
             raise CommitConflict("lease lost")
 
@@ -261,17 +318,45 @@ class Repository:
         self, team_id: str, session_id: str, lease_ms: int, *, job_id: str = ""
     ) -> int:
         """The new fence token, or 0 if another worker holds the session (or it is reserved
-        for another job by the eager lane's handoff)."""
-        token = await self.scripts.run(
-            "acquire",
+        for another job by the eager lane's handoff).
+
+        For a job (``job_id``), the same round trip reads what the job reads next (claim.lua)
+        and keeps it as the job's view for the rest of the job's task (storage/jobview.py)."""
+        if not job_id:
+            token = await self.scripts.run(
+                "acquire",
+                [
+                    keys.lock(team_id, session_id),
+                    keys.fence(team_id, session_id),
+                    keys.session(team_id, session_id),
+                ],
+                [lease_ms, self.session_ttl_s, keys.DEDUPE_TTL_S, job_id],
+            )
+            return int(token)
+        found = await self.scripts.run(
+            "claim",
             [
                 keys.lock(team_id, session_id),
                 keys.fence(team_id, session_id),
                 keys.session(team_id, session_id),
+                keys.done(job_id),
+                keys.eager(team_id, job_id),
+                keys.tombstone(team_id, session_id),
+                keys.history(team_id, session_id),
+                keys.messages(team_id, session_id),
+                keys.llm_results(job_id),
+                keys.versions(team_id, session_id),
             ],
             [lease_ms, self.session_ttl_s, keys.DEDUPE_TTL_S, job_id],
         )
-        return int(token)
+        token = int(found[0])
+        if token:
+            jobview.begin(_view(team_id, session_id, job_id, found[1:]))
+        return token
+
+    def end_job(self) -> None:
+        """The job is over: its task reads Redis again (storage/jobview.py)."""
+        jobview.end()
 
     async def seize(self, team_id: str, session_id: str, lease_ms: int) -> int:
         """Take the lease even from a job that holds it (``/story delete``): that job is fenced
@@ -319,36 +404,46 @@ class Repository:
 
     async def eager_state(self, team_id: str, job_id: str) -> EagerState | None:
         """What the eager lane did with a job; None if it never ran it."""
-        raw = await self.redis.get(keys.eager(team_id, job_id))
+        view = jobview.markers_of(job_id)
+        raw = view.eager if view is not None else await self.redis.get(keys.eager(team_id, job_id))
         return EagerState(raw) if raw in set(EagerState) else None
 
     # --- delivery ledger (placeholder-then-update) ---------------------------------------
     async def message_ts(self, session: Session, slot: str) -> str | None:
+        view = jobview.current(session.team_id, session.id)
+        if view is not None:
+            return view.ledger.get(slot)  # read with the lease, plus what this job recorded
         raw = await self.redis.hget(keys.messages(session.team_id, session.id), slot)
         return str(raw) if raw else None
 
     async def note_message(self, session: Session, slot: str, value: str) -> None:
         """Overwrite a ledger entry (an upload's pending file id: a new upload replaces it)."""
-        key = keys.messages(session.team_id, session.id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, slot, value)
-            pipe.expire(key, self.session_ttl_s)
-            await pipe.execute()
+        await self._ledger_put(session, slot, value, keep_first=False)
 
     async def record_message(self, session: Session, slot: str, ts: str) -> str:
         """Record the ts for a slot; if one was recorded first, that one wins and is returned."""
-        key = keys.messages(session.team_id, session.id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(key, slot, ts)
-            pipe.hget(key, slot)
-            pipe.expire(key, self.session_ttl_s)
-            _, stored, _ = await pipe.execute()
+        return await self._ledger_put(session, slot, ts, keep_first=True)
+
+    async def _ledger_put(
+        self, session: Session, slot: str, value: str, *, keep_first: bool
+    ) -> str:
+        stored = await self.scripts.run(
+            "hput",
+            [keys.messages(session.team_id, session.id)],
+            [slot, value, self.session_ttl_s, "1" if keep_first else "0"],
+        )
+        view = jobview.current(session.team_id, session.id)
+        if view is not None:
+            view.ledger[slot] = str(stored)
         return str(stored)
 
     # --- deletion (``/story delete``, bot/jobs/deletion.py) ---------------------------------
     async def tombstone(self, team_id: str, session_id: str) -> dict[str, Any] | None:
         """What is left of a deleted session: ``{"by", "at", "job", "channel", "card_ts",
         "thread_ts"}``; None if it wasn't deleted."""
+        view = jobview.current(team_id, session_id)
+        if view is not None:
+            return view.tombstone  # a delete seizes the lease: it fences this job out first
         raw = await self.redis.get(keys.tombstone(team_id, session_id))
         return dict(json.loads(raw)) if raw else None
 
@@ -393,20 +488,34 @@ class Repository:
 
     # --- finished jobs ----------------------------------------------------------------------
     async def done(self, job_id: str) -> dict[str, Any] | None:
+        view = jobview.markers_of(job_id)
+        if view is not None:
+            return view.done
         raw = await self.redis.get(keys.done(job_id))
         return dict(json.loads(raw)) if raw else None
 
     async def mark_done(self, job_id: str, marker: dict[str, Any]) -> None:
         """A job that changed nothing (a refusal): remembered as long as Slack may re-deliver."""
         await self.redis.set(keys.done(job_id), json.dumps(marker), ex=keys.DEDUPE_TTL_S)
+        view = jobview.current_job(job_id)
+        if view is not None:
+            view.done = marker
 
     # --- LLM results cached per job, so a crash after the LLM answered doesn't bill twice ----
     async def cached_llm(self, job_id: str, step: str) -> str | None:
-        raw = await self.redis.get(keys.llm_result(job_id, step))
+        view = jobview.current_job(job_id)
+        if view is not None:
+            return view.llm.get(step)
+        raw = await self.redis.hget(keys.llm_results(job_id), step)
         return str(raw) if raw else None
 
     async def cache_llm(self, job_id: str, step: str, value: str) -> None:
-        await self.redis.set(keys.llm_result(job_id, step), value, ex=keys.LLM_CACHE_TTL_S, nx=True)
+        stored = await self.scripts.run(
+            "hput", [keys.llm_results(job_id)], [step, value, keys.LLM_CACHE_TTL_S, "1"]
+        )
+        view = jobview.current_job(job_id)
+        if view is not None:
+            view.llm[step] = str(stored)
 
     async def forget_llm_results(self, job_id: str) -> None:
         """Drop every LLM answer cached for ``job_id``, whatever its step.
@@ -415,14 +524,51 @@ class Repository:
         the delete seized its session caches the LLM's answer after the erase and then can't
         commit it, so that text — the session's data — would outlive the delete by a day. Such
         a job always comes back (it was never acked) and ends on the tombstone; this runs then.
-        A SCAN of the job's keys: rare (only jobs caught by a delete), never on the hot path.
+        A job's answers are one hash (``keys.llm_results``): one DEL, no SCAN.
         """
-        pattern = _glob_escape(keys.llm_result(job_id, "")) + "*"
-        found = [str(k) async for k in self.redis.scan_iter(match=pattern, count=1000)]
-        for key in found:  # one by one: on a cluster a multi-key DEL must stay in one slot
-            await self.redis.delete(key)
+        await self.redis.delete(keys.llm_results(job_id))
+        view = jobview.current_job(job_id)
+        if view is not None:
+            view.llm.clear()
 
 
-def _glob_escape(text: str) -> str:
-    """``text`` taken literally in a SCAN MATCH pattern (``*``, ``?``, ``[``, ``]``, ``\\``)."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in zip(flat[0::2], flat[1::2], strict=True)}
+
+
+def _view(team_id: str, session_id: str, job_id: str, found: list[Any]) -> JobView:
+    """claim.lua's answer (after the token) as the job's view."""
+    done, eager, tomb, data, history, ledger, llm, field, current = found
+    view = JobView(
+        team_id=team_id,
+        session_id=session_id,
+        job_id=job_id,
+        session=Session.model_validate_json(data) if data else None,
+        done=dict(json.loads(done)) if done else None,
+        eager=str(eager) or None,
+        tombstone=dict(json.loads(tomb)) if tomb else None,
+        history=[Turn.model_validate_json(item) for item in history],
+        ledger=_pairs(ledger),
+        llm=_pairs(llm),
+    )
+    if field and current:
+        view.versions[str(field)] = str(current)
+    return view
+
+
+def _fold(view: JobView, committed: Session, writes: Writes) -> None:
+    """What a commit of this job wrote, into its view: the session, new versions, its done
+    marker, dropped LLM answers; appended turns make the next history read a fresh one."""
+    view.session = committed
+    versions = keys.versions(committed.team_id, committed.id)
+    for i in range(0, len(writes.ops), 4):
+        op, index, a, b = writes.ops[i : i + 4]
+        key = writes.keys[int(index) - 3]  # KEYS[1], KEYS[2] are the session and its lock
+        if op == "HSET" and key == versions:
+            view.versions[a] = b
+        elif op in ("RPUSH", "ADOPT"):
+            view.history, view.history_len = None, None
+        elif op == "SET" and key == keys.done(view.job_id):
+            view.done = dict(json.loads(a))
+        elif op == "HDEL" and key == keys.llm_results(view.job_id):
+            view.llm.pop(a, None)

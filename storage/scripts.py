@@ -26,12 +26,16 @@ NAMES = (
     "seize",
     "erase",
     "budget",
+    "claim",
+    "finish",
+    "hput",
 )
 
 
 # Scripts that use a shared Lua function get its file prepended (Redis has no includes).
 PRELUDES: dict[str, tuple[str, ...]] = {
     "acquire": ("lease",),
+    "claim": ("lease",),
     "intake": ("lease",),
     "seize": ("lease",),
 }

@@ -60,7 +60,7 @@ async def answer_replies(flows: Flows, job: Job, t: Feedback) -> None:
             thread_ts=s.thread_ts,
             recover=job.recover,
         )
-        await ctx.commit(job, s, answered_until=upto)
+        await ctx.commit(job, s, answered_until=upto, last=True)
         return
     if isinstance(d, Generate):
         await flows.carry_out(job, s, d)
@@ -80,7 +80,7 @@ async def answer_replies(flows: Flows, job: Job, t: Feedback) -> None:
     answer, usage = await _answer(ctx, job, s, history, pending, shown=shown)
     if answer is None:
         await shown.finish(blocks.ephemeral(say.no_answer(), trusted=True))
-        await ctx.commit(job, s, answered_until=upto)
+        await ctx.commit(job, s, answered_until=upto, last=True)
         return
     await shown.finish(blocks.feedback_reply(answer.reply, authors))
     turn = Turn(
@@ -91,6 +91,7 @@ async def answer_replies(flows: Flows, job: Job, t: Feedback) -> None:
         targets=tuple(sorted({n for n in answer.targets if 0 < n <= 100})),
         stage=s.stage,
     )
+    rewrite = any(asked) or answer.wants_regenerate  # a new version may follow the answer
     s = await ctx.commit(
         job,
         s,
@@ -98,8 +99,9 @@ async def answer_replies(flows: Flows, job: Job, t: Feedback) -> None:
         usage=s.usage + usage,
         requested_changes=prompts.fold_changes(s.requested_changes, answer.planned_changes),
         writes=Writes().add_turn(s, turn).forget_llm_result(job.id, slot),
+        last=not rewrite,
     )
-    if any(asked) or answer.wants_regenerate:
+    if rewrite:
         again = decide(s, Event(Act.REPLY, t.user_id, wants_regenerate=True), may_approve=False)
         if isinstance(again, Generate):
             await flows.carry_out(job, s, again)

@@ -291,6 +291,9 @@ class Flows:
             stage_started_turn=history_len,
             active_job=job.id if generating else None,
             active_item=None,
+            # The next stage's first set: a resumed job (the worker after the eager lane, or a
+            # replay) must not take the story's last regeneration for its own.
+            active_op=Op.GENERATE.value if generating else None,
             failure=None,
             failed_op=None,
             failed_item=None,

@@ -66,9 +66,11 @@ class SessionStore(Protocol):
         *,
         fence: int | None,
         writes: Writes | None = None,
+        finish: str = "",
     ) -> Session:
         """Write ``new`` (rev = old rev + 1) and ``writes`` atomically; returns what was
-        committed."""
+        committed. ``finish``: the job's queue entry when this commit is its last step — the
+        store may acknowledge the job and give its lease back in the same write."""
         ...
 
     async def history(self, session: Session) -> list[Turn]: ...
@@ -85,8 +87,18 @@ class SessionStore(Protocol):
     # --- paid items and the workspace's daily spending ------------------------------------
     async def items(self, session: Session) -> dict[str, PaidItem]: ...
 
-    async def set_item(self, session: Session, field: str, item: PaidItem, *, fence: int) -> None:
-        """Record a paid item's state before its next step, only under the lease ``fence``."""
+    async def set_item(
+        self,
+        session: Session,
+        field: str,
+        item: PaidItem,
+        *,
+        fence: int,
+        spend: tuple[str, str, float] | None = None,
+    ) -> None:
+        """Record a paid item's state before its next step, only under the lease ``fence``;
+        with ``spend`` (day, item id, cost) also count its cost as ``record_spend`` does —
+        first, and even when the lease is lost."""
         ...
 
     async def record_spend(self, team_id: str, day: str, item_id: str, cost_usd: float) -> float:
@@ -161,6 +173,11 @@ class Leases(Protocol):
     async def renew(self, team_id: str, session_id: str, token: int, lease_ms: int) -> bool: ...
 
     async def release(self, team_id: str, session_id: str, token: int) -> None: ...
+
+    def end_job(self) -> None:
+        """The job whose lease ``acquire(job_id=…)`` took is over (the store may have kept what
+        it read with the lease for that job: ``storage/jobview.py``)."""
+        ...
 
     async def handoff(
         self,

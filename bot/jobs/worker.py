@@ -210,7 +210,9 @@ class Worker:
                     log.exception("could not report giving up job %s", job.id)
             else:
                 await self.flows.run(job)
-            await self.queue.ack(queued.entry_id)
+            # Acknowledged and the lease given back in one round trip: nothing to release below.
+            await self.queue.finish(queued.entry_id, team, sid, fence, job_id=job.id)
+            fence = 0
             self.processed += 1
         except asyncio.CancelledError:
             if not lease.lost:
@@ -240,6 +242,7 @@ class Worker:
             lease.finished = True
             heartbeat.cancel()
             await asyncio.wait({heartbeat}, timeout=2.0)
+            self.repo.end_job()
             if fence:
                 with contextlib.suppress(Exception):
                     await self.repo.release(team, sid, fence)

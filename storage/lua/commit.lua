@@ -3,6 +3,9 @@
 -- ARGV[1] expected rev, ARGV[2] fence token ('' = none held), ARGV[3] new session JSON,
 -- ARGV[4] ttl (s), ARGV[5] number of ops, then per op: name, key index, arg1, arg2
 --   HSET k field value | RPUSH k value - | SET k value ttl ('-': the session's) | XADD k job-id payload | DEL k - -
+--   HDEL k field - (a job's cached LLM answer for one step, dropped with its result's commit)
+--   FINISH jobs-stream group entry-id (the commit is the job's last step, its outcome already
+--   shown: acknowledge and delete its stream entry and give the lease back, as finish.lua)
 --   EXPIRE k - - (a key of the session's that this commit doesn't write: it lives as long)
 --   ADOPT early-replies-list history-key jobs-stream:session-id (see intake_feedback.lua)
 --   App Home index (storage/home.py): ZADD k member score (entries whose score — a session's
@@ -44,6 +47,14 @@ for _ = 1, n do
     redis.call('XADD', key, '*', 'id', a, 'job', b)
   elseif op == 'DEL' then
     redis.call('DEL', key)
+  elseif op == 'HDEL' then
+    redis.call('HDEL', key, a)
+  elseif op == 'FINISH' then
+    redis.call('XACK', key, a, b)
+    redis.call('XDEL', key, b)
+    if ARGV[2] ~= '' then
+      redis.call('DEL', KEYS[2])
+    end
   elseif op == 'EXPIRE' then
     redis.call('EXPIRE', key, ttl)
   elseif op == 'ADOPT' then

@@ -1,7 +1,8 @@
 -- Durable intake of one trigger: dedupe and enqueue, atomically; optionally take the session's
 -- lease for the listener's eager lane (it shows the first change right after the ack).
 -- KEYS[1] dedupe key, KEYS[2] jobs stream; with the eager lane also
--- KEYS[3] session lock, KEYS[4] fence counter, KEYS[5] session, KEYS[6] the job's eager marker
+-- KEYS[3] session lock, KEYS[4] fence counter, KEYS[5] session, KEYS[6] the job's eager marker,
+-- KEYS[7] tombstone, KEYS[8] history, KEYS[9] delivery ledger (read for the lane: jobview.py)
 -- ARGV[1] job id, ARGV[2] job payload (JSON), ARGV[3] dedupe ttl (s); with the eager lane also
 -- ARGV[4] lease (ms), ARGV[5] fence ttl for an existing session (s), ARGV[6] otherwise (s),
 -- ARGV[7] eager marker ttl (s)
@@ -9,16 +10,17 @@
 -- finds it still running knows an attempt may have posted before it died.
 -- With a signal (a Cancel: the job under way must see it without waiting for the lease it
 -- holds) the last key is the signal key, set to ARGV[#ARGV] for an hour.
--- Returns {1, fence, session data} when enqueued and leased for the eager lane, {1, 0} when
--- enqueued only (no eager lane, or the session is busy), {0, 0} when seen before.
+-- Returns {1, fence, session data, tombstone, history length, ledger (slot, ts, ...)} when
+-- enqueued and leased for the eager lane, {1, 0} when enqueued only (no eager lane, or the
+-- session is busy), {0, 0} when seen before.
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3]) then
   return {0, 0}
 end
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'job', ARGV[2])
-if #KEYS == 3 or #KEYS == 7 then
+if #KEYS == 3 or #KEYS == 10 then
   redis.call('SET', KEYS[#KEYS], ARGV[#ARGV], 'EX', 3600)
 end
-if #KEYS < 6 then
+if #KEYS < 9 then
   return {1, 0}
 end
 local token = take_lease(KEYS[3], KEYS[4], KEYS[5], ARGV[4], ARGV[5], ARGV[6], '')
@@ -26,5 +28,13 @@ if token == 0 then
   return {1, 0}
 end
 redis.call('SET', KEYS[6], 'running', 'EX', ARGV[7])
--- The session as it is now: nobody can change it while we hold the lease.
-return {1, token, redis.call('HGET', KEYS[5], 'data') or ''}
+-- The session as it is now, and what the lane reads next: nobody can change them while we hold
+-- the lease (replies may add turns to the history: its length is a snapshot, as any read).
+return {
+  1,
+  token,
+  redis.call('HGET', KEYS[5], 'data') or '',
+  redis.call('GET', KEYS[7]) or '',
+  redis.call('LLEN', KEYS[8]),
+  redis.call('HGETALL', KEYS[9]),
+}

@@ -26,5 +26,5 @@ async def test_forget_llm_results_drops_every_step_of_one_job(redis: Redis) -> N
     assert await repo.cached_llm(JOB, "images:v2:plan") is None
     assert await repo.cached_llm(OTHER, "story:v1") == f"the story of {OTHER}"
     assert await repo.cached_llm(THIRD, "reply:100.2") == "an answer"
-    assert await redis.ttl(keys.llm_result(OTHER, "story:v1")) > 0
+    assert await redis.ttl(keys.llm_results(OTHER)) > 0
     await repo.forget_llm_results(JOB)  # nothing left: a no-op

@@ -122,6 +122,7 @@ class MemoryStore:
         *,
         fence: int | None,
         writes: Writes | None = None,
+        finish: str = "",  # no queue here: the job's worker-side ending isn't modelled
     ) -> Session:
         expected = old.rev if old is not None else 0
         committed = new.model_copy(update={"rev": expected + 1})
@@ -172,6 +173,8 @@ class MemoryStore:
                 self.xadd(key, {"id": a, "job": b})
             elif op == "DEL":
                 self.delete(key)
+            elif op == "HDEL":
+                self.hashes.get(key, {}).pop(a, None)
             elif op == "ADOPT":
                 # Replies that came before the thread was indexed join the history and queue.
                 match = re.match(r"^(.*):([^:]+)$", b)
@@ -209,7 +212,17 @@ class MemoryStore:
         raw = self.hashes.get(keys.items(session.team_id, session.id), {})
         return {f: PaidItem.model_validate_json(v) for f, v in raw.items()}
 
-    async def set_item(self, session: Session, field: str, item: PaidItem, *, fence: int) -> None:
+    async def set_item(
+        self,
+        session: Session,
+        field: str,
+        item: PaidItem,
+        *,
+        fence: int,
+        spend: tuple[str, str, float] | None = None,
+    ) -> None:
+        if spend is not None:
+            await self.record_spend(session.team_id, *spend)
         if self.string(keys.lock(session.team_id, session.id)) != str(fence):
             raise CommitConflict("lease lost")
         self.hash_at(keys.items(session.team_id, session.id))[field] = item.model_dump_json()
@@ -267,6 +280,9 @@ class MemoryStore:
         if await self.holds(team_id, session_id, token):
             self.delete(keys.lock(team_id, session_id))
 
+    def end_job(self) -> None:
+        """Nothing kept per job: every read here is a dict lookup."""
+
     def expire_lease(self, team_id: str, session_id: str) -> None:
         """The lease ran out (its holder crashed or paused)."""
         self.delete(keys.lock(team_id, session_id))
@@ -322,19 +338,22 @@ class MemoryStore:
         self.set_string(keys.done(job_id), json.dumps(marker))
 
     async def cached_llm(self, job_id: str, step: str) -> str | None:
-        return self.string(keys.llm_result(job_id, step))
+        return self.hashes.get(keys.llm_results(job_id), {}).get(step)
 
     async def cache_llm(self, job_id: str, step: str, value: str) -> None:
-        self.strings.setdefault(keys.llm_result(job_id, step), value)  # SET NX
+        self.hash_at(keys.llm_results(job_id)).setdefault(step, value)  # HSETNX
 
     async def forget_llm_results(self, job_id: str) -> None:
-        prefix = keys.llm_result(job_id, "")
-        for key in [k for k in self.strings if k.startswith(prefix)]:
-            self.delete(key)
+        self.delete(keys.llm_results(job_id))
 
     def cached_llm_keys(self) -> list[str]:
         """LLM answers still cached (each should go with the commit of its result)."""
-        return sorted(k for k in self.strings if ":llm:" in k)  # keys.llm_result
+        return sorted(
+            f"{key}:{step}"
+            for key, steps in self.hashes.items()
+            if ":llm:" in key
+            for step in steps
+        )
 
     # --- intake (what intake_feedback.lua does before a Feedback job runs) ------------------
     def add_user_turn(self, session: Session, turn: Turn) -> None:

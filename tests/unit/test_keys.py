@@ -48,7 +48,7 @@ def test_a_workspaces_keys_and_its_jobs_share_one_slot() -> None:
         keys.jobs_stream(team),
         keys.session(team, "{evil}"),
         *(keys.done(t.job_id) for t in (start, reply, click)),
-        *(keys.llm_result(t.job_id, "story") for t in (start, reply, click)),
+        *(keys.llm_results(t.job_id) for t in (start, reply, click)),
     ]
     assert len({key_slot(k.encode()) for k in named}) == 1, named
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.jobs.model import Job
+from bot.jobs.model import Deferred, Job
 from bot.pipeline import review as say
 from bot.pipeline.approvals import ApprovalPolicy, Rule
 from bot.pipeline.artifacts import (
@@ -313,6 +313,41 @@ async def test_approving_the_story_makes_each_planned_image_once_and_shows_the_s
     assert await loop.store.spent_on(TEAM, loop.ctx.today()) == pytest.approx(v1.cost_usd)
     assert await loop.store.items(s) == {} and s.estimate_usd is None
     assert list((loop.ctx.spool / TEAM / SID).glob("*")) == []
+
+
+async def test_an_approval_after_a_regeneration_makes_the_images_as_a_first_set(
+    loop: Loop,
+) -> None:
+    """The eager lane records the approval, the worker resumes the job: the image set is the
+    stage's first (GENERATE), not a regeneration left over from the story's — which would
+    count a reply sent before the approval as answered and never answer it (found by the
+    fault loop, seed 42)."""
+    await start(loop)
+    await click(loop, Regenerate, version=1)  # the story's last generation was a regeneration
+    s = await session(loop)
+    ts = f"1800000000.{next(_action_ts):06d}"
+    loop.store.add_user_turn(s, Turn(role=TurnRole.USER, ts=ts, user_id=OTHER, text="warmer"))
+    approve = click_trigger(Approve, stage=Stage.STORY, version=2)
+    fence = await loop.store.acquire(TEAM, SID, LEASE_MS)  # the lane's lease, from the intake
+    with pytest.raises(Deferred):
+        await loop.flows.run(Job(approve.job_id, approve, "", 0, fence, eager=True, session=s))
+    await loop.store.release(TEAM, SID, fence)
+    await loop.run(approve)  # the worker does the rest of the job
+
+    s = await session(loop)
+    assert (s.stage, s.version) == (Stage.REFERENCE_IMAGE, 1)
+    assert s.answered_until < len(await loop.store.history(s))  # the reply still has its turn
+    reply_trigger = Feedback(
+        team_id=TEAM,
+        channel_id=CHANNEL,
+        user_id=OTHER,
+        session_id=SID,
+        thread_ts=s.thread_ts or "",
+        ts=ts,
+        text="warmer",
+    )
+    await loop.run(reply_trigger)
+    assert loop.chat.slot(f"reply:{ts}") is not None
 
 
 async def test_redo_remakes_only_that_image_and_keeps_the_others(loop: Loop) -> None:

@@ -250,10 +250,11 @@ class ImagesStage:
         cost = pricing.image_cost(ctx.image_prices, image.usage)
         path = self._spool_path(s, field)
         write_spool(path, image.data)
-        await ctx.repo.record_spend(s.team_id, ctx.today(), f"{s.id}:{field}", cost)
-        ctx.metrics.spent("image", cost)
         fetched = PaidItem(state=ItemState.FETCHED, cost_usd=cost, spool=str(path))
-        await ctx.repo.set_item(s, field, fetched, fence=job.fence)
+        # The cost is counted with the item's new state, in one round trip.
+        spend = (ctx.today(), f"{s.id}:{field}", cost)
+        ctx.metrics.spent("image", cost)  # paid: counted even if the lease is lost now
+        await ctx.repo.set_item(s, field, fetched, fence=job.fence, spend=spend)
         ctx.crash.reach("after_image")
         return fetched
 

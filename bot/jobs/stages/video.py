@@ -396,8 +396,6 @@ class VideoStage:
         path = self._spool(s, f"{field}.mp4")
         write_spool(path, data)
         cost = round(clip.seconds * ctx.settings.video_price_per_s_usd, 6)
-        await ctx.repo.record_spend(s.team_id, ctx.today(), f"{s.id}:{field}", cost)
-        ctx.metrics.spent("video", cost)
         fetched = state.model_copy(
             update={
                 "state": ItemState.FETCHED,
@@ -406,7 +404,10 @@ class VideoStage:
                 "failure": None,
             }
         )
-        await ctx.repo.set_item(s, field, fetched, fence=job.fence)
+        # The cost is counted with the item's new state, in one round trip.
+        spend = (ctx.today(), f"{s.id}:{field}", cost)
+        ctx.metrics.spent("video", cost)  # paid: counted even if the lease is lost now
+        await ctx.repo.set_item(s, field, fetched, fence=job.fence, spend=spend)
         run.progress[clip.index] = ("done", 100)
         ctx.crash.reach("after_video_download")
         return fetched
