@@ -115,6 +115,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="JSON results path")
     p.add_argument("--think", type=float, default=0.5, help="pause before each later trigger")
     p.add_argument("--ramp", type=float, default=1.0, help="spread session starts over N s")
+    p.add_argument(
+        "--shape",
+        choices=["spread", "burst", "both"],
+        default="both",
+        help="latency runs with session starts spread over --ramp s, all at once, or both",
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="bound of one latency run (s)")
     p.add_argument(
         "--step-timeout", type=float, default=240.0, help="bound of one trigger's wait (s)"
@@ -176,7 +182,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # --- latency: N concurrent sessions, baseline then Storyloop --------------------------------------
 
 
-async def run_app(ctx: Ctx, app: str, mode: str, n: int) -> dict[str, Any]:
+async def run_app(ctx: Ctx, app: str, mode: str, n: int, ramp_s: float) -> dict[str, Any]:
     a = ctx.args
     emu = await BenchEmulator().start()
     running = None
@@ -211,10 +217,11 @@ async def run_app(ctx: Ctx, app: str, mode: str, n: int) -> dict[str, Any]:
         ).start()
         profiler = None
         if app == "storyloop" and a.profile == n:
-            out = a.out.parent / f"profile-{mode}-{n}.txt"
+            shape = "burst" if ramp_s == 0 else "spread"
+            out = a.out.parent / f"profile-{mode}-{n}-{shape}.txt"
             profiler = await Profiler(pid, out, duration_s=a.timeout).start()
         began = time.monotonic()
-        results = await run_concurrent(emu, fn, n, timeout=a.timeout, ramp_s=a.ramp)
+        results = await run_concurrent(emu, fn, n, timeout=a.timeout, ramp_s=ramp_s)
         wall = time.monotonic() - began
         cpu = meter.stop()
         peak = await sampler.stop()
@@ -227,7 +234,7 @@ async def run_app(ctx: Ctx, app: str, mode: str, n: int) -> dict[str, Any]:
             "lost": lost(results),
             "acks": ack_summary(emu),
             "first_visible": {
-                k: summary_ms(v, (50, 95)) for k, v in sorted(first_visible(results).items())
+                k: summary_ms(v, (50, 95, 99)) for k, v in sorted(first_visible(results).items())
             },
             "outcome": {
                 k: summary_ms(v, (50, 95)) for k, v in sorted(outcome_times(results).items())
@@ -260,17 +267,25 @@ async def run_app(ctx: Ctx, app: str, mode: str, n: int) -> dict[str, Any]:
         await redis.aclose()
 
 
-async def phase_latency(ctx: Ctx) -> dict[str, Any]:
+def shapes(args: argparse.Namespace) -> list[str]:
+    """The latency shapes to run: ``spread`` (starts over ``--ramp`` s), ``burst`` (all at once)."""
+    return ["spread", "burst"] if args.shape == "both" else [args.shape]
+
+
+async def phase_latency(ctx: Ctx, shape: str = "spread") -> dict[str, Any]:
+    """Baseline then Storyloop, per mode and size. ``burst``: every session's ``/story`` is sent
+    at the same instant (no ramp), so their acks, cards and later triggers pile up together."""
     a = ctx.args
+    ramp_s = 0.0 if shape == "burst" else a.ramp
     modes = ["socket", "http"] if a.mode == "both" else [a.mode]
     out: dict[str, Any] = {}
     for mode in modes:
         out[mode] = {}
         for n in a.sessions:
-            ctx.say(f"latency: {n} sessions, {mode}: baseline")
-            base = await run_app(ctx, "baseline", mode, n)
-            ctx.say(f"latency: {n} sessions, {mode}: Storyloop")
-            ours = await run_app(ctx, "storyloop", mode, n)
+            ctx.say(f"latency ({shape}): {n} sessions, {mode}: baseline")
+            base = await run_app(ctx, "baseline", mode, n, ramp_s)
+            ctx.say(f"latency ({shape}): {n} sessions, {mode}: Storyloop")
+            ours = await run_app(ctx, "storyloop", mode, n, ramp_s)
             ctx.say(
                 f"  baseline {base['completed']}/{n} in {base['wall_s']} s; "
                 f"Storyloop {ours['completed']}/{n} in {ours['wall_s']} s"
@@ -651,6 +666,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "phases": args.phases,
             "think_s": args.think,
             "ramp_s": args.ramp,
+            "shapes": shapes(args),
             "timeout_s": args.timeout,
             "step_timeout_s": args.step_timeout,
             "app_env": extra_env or "defaults",
@@ -669,9 +685,21 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     continue
                 ctx.say(f"phase: {phase}")
                 t = time.monotonic()
+                if phase == "latency":
+                    for shape in shapes(args):
+                        key = "latency" if shape == "spread" else "latency_burst"
+                        t = time.monotonic()
+                        try:
+                            results[key] = await phase_latency(ctx, shape)
+                        except Exception as exc:  # one failed phase keeps the rest
+                            ctx.say(f"phase {key} failed: {type(exc).__name__}: {exc}")
+                            results[key] = {"error": f"{type(exc).__name__}: {exc}"}
+                        results.setdefault("phase_seconds", {})[key] = round(
+                            time.monotonic() - t, 1
+                        )
+                    continue
                 try:
                     results[phase] = await {
-                        "latency": phase_latency,
                         "redis": phase_redis,
                         "tokens": phase_tokens,
                         "rss": phase_rss,
