@@ -166,7 +166,9 @@ def render(results: dict[str, Any]) -> str:
                     f"{_f(lv.get('p50'))} / {_f(lv.get('p95'))} / {_f(lv.get('max'))}",
                     f"{ours['lost']['acked_without_outcome']} / {ours['duplicates']['count']}"
                     f" / {ours.get('version_gaps', {}).get('count', '-')}",
-                    f"{_f(ours['app_cpu_ms_per_session'])} / {_f(base['app_cpu_ms_per_session'])}",
+                    f"{_f(ours['app_cpu_ms_per_session'])} "
+                    f"({_f(ours.get('listener_cpu_ms_per_session'))} listener) / "
+                    f"{_f(base['app_cpu_ms_per_session'])}",
                     f"{_f(ours['rss_mb']['peak'])} / {_f(base['rss_mb']['peak'])}",
                     " / ".join(
                         _f(ours["cpu_s"].get(k)) for k in ("app", "bench", "llm", "redis", "other")
@@ -184,7 +186,7 @@ def render(results: dict[str, Any]) -> str:
                     "/story → story v1 shown, ms p50 / p95",
                     "LLM last token → story shown, ms p50 / p95 / max",
                     "lost / duplicates / version gaps",
-                    "app CPU ms per session (S / B)",
+                    "app CPU ms per session, until idle (S (its listener) / B)",
                     "app RSS peak MB (S / B)",
                     "CPU s during Storyloop run: app / bench+emulator / LLM / redis / other",
                 ],

@@ -213,7 +213,8 @@ async def run_app(ctx: Ctx, app: str, mode: str, n: int, ramp_s: float) -> dict[
         rss_start = rss_kb(pid)[0]
         sampler = RssSampler(pid).start()
         meter = CpuMeter(
-            {"app": pid, "redis": ctx.redis.pid, "llm": ctx.llm.pid, "bench": os.getpid()}
+            {"app": pid, "redis": ctx.redis.pid, "llm": ctx.llm.pid, "bench": os.getpid()},
+            parts={"listener": pid},
         ).start()
         profiler = None
         if app == "storyloop" and a.profile == n:
@@ -223,6 +224,7 @@ async def run_app(ctx: Ctx, app: str, mode: str, n: int, ramp_s: float) -> dict[
         began = time.monotonic()
         results = await run_concurrent(emu, fn, n, timeout=a.timeout, ramp_s=ramp_s)
         wall = time.monotonic() - began
+        settle_s = await meter.settle("app")  # the work the last steps set off, e.g. images
         cpu = meter.stop()
         peak = await sampler.stop()
         await asyncio.sleep(0.5)  # late duplicates, if any, land before they are counted
@@ -244,6 +246,8 @@ async def run_app(ctx: Ctx, app: str, mode: str, n: int, ramp_s: float) -> dict[
             "duplicates": duplicate_messages(emu, channels),
             "cpu_s": cpu,
             "app_cpu_ms_per_session": round(cpu.get("app", 0) * 1000 / max(1, n), 1),
+            "listener_cpu_ms_per_session": round(cpu.get("listener", 0) * 1000 / max(1, n), 1),
+            "settle_s": settle_s,
             "rss_mb": {"start": round(rss_start / 1024, 1), "peak": round(peak / 1024, 1)},
         }
         if app == "storyloop":
