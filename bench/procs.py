@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,16 +129,23 @@ class CpuMeter:
         self._busy = machine_busy_seconds()
         return self
 
-    async def settle(self, name: str, *, quiet_s: float = 1.0, limit_s: float = 60.0) -> float:
-        """Wait until ``name`` uses under 5 % of a core for ``quiet_s`` (work a session set off
-        after its last visible step — e.g. the reference images after Approve — is part of
-        its cost); returns how long that took (at most ``limit_s``)."""
+    async def settle(
+        self,
+        name: str,
+        *,
+        busy: Callable[[], Awaitable[bool]] | None = None,
+        quiet_s: float = 1.0,
+        limit_s: float = 90.0,
+    ) -> float:
+        """Wait until ``busy()`` says no work is left and ``name`` used under 5 % of a core for
+        ``quiet_s``: the work a session set off after its last visible step (e.g. the reference
+        images after Approve) is part of its cost. Returns how long that took (≤ ``limit_s``)."""
         began = time.monotonic()
         last = self.now(name)
         while time.monotonic() - began < limit_s:
             await asyncio.sleep(quiet_s)
             used = self.now(name)
-            if used - last < 0.05 * quiet_s:
+            if used - last < 0.05 * quiet_s and not (busy is not None and await busy()):
                 break
             last = used
         return round(time.monotonic() - began, 1)

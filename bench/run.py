@@ -224,7 +224,14 @@ async def run_app(ctx: Ctx, app: str, mode: str, n: int, ramp_s: float) -> dict[
         began = time.monotonic()
         results = await run_concurrent(emu, fn, n, timeout=a.timeout, ramp_s=ramp_s)
         wall = time.monotonic() - began
-        settle_s = await meter.settle("app")  # the work the last steps set off, e.g. images
+
+        async def jobs_left() -> bool:  # acked jobs are deleted from their stream
+            if app == "baseline":
+                return False
+            return any([await redis.xlen(stream) for stream in keys.JOB_STREAMS])
+
+        # The work the last steps set off (e.g. the reference images after Approve) counts too.
+        settle_s = await meter.settle("app", busy=jobs_left)
         cpu = meter.stop()
         peak = await sampler.stop()
         await asyncio.sleep(0.5)  # late duplicates, if any, land before they are counted
