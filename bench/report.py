@@ -226,6 +226,16 @@ def render(results: dict[str, Any]) -> str:
                 rows,
             )
         )
+        # What the calls were for: posts and edits by the kind of message they changed.
+        first = next((r for r in runs if r[3].get("api_by_message")), None)
+        if first is not None:
+            shape, mode, n, ours, _base = first
+            out += [
+                "",
+                f"Posts and edits per session by message ({shape}, {MODE_NAMES.get(mode, mode)},"
+                f" {n} sessions; a streamed answer's chat.startStream is counted when it got its"
+                " slot): " + ", ".join(f"{k} {_f(v)}" for k, v in ours["api_by_message"].items()),
+            ]
     out += _render_redis(results.get("redis"))
     out += _render_rss(results.get("rss"))
     out += _render_tokens(results.get("tokens"))

@@ -46,6 +46,7 @@ from bench.metrics import (
     MonitorCapture,
     ack_summary,
     acks_by_llm_load,
+    api_by_message,
     api_calls,
     commandstats_calls,
     duplicate_messages,
@@ -249,6 +250,7 @@ async def run_app(ctx: Ctx, app: str, mode: str, n: int, ramp_s: float) -> dict[
                 k: summary_ms(v, (50, 95)) for k, v in sorted(outcome_times(results).items())
             },
             "api": api_calls(emu, channels),
+            "api_by_message": api_by_message(emu, channels),
             "post_rates": post_rates(emu, channels),
             "duplicates": duplicate_messages(emu, channels),
             "cpu_s": cpu,
