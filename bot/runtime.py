@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
@@ -281,10 +282,36 @@ async def http_state() -> str | None:
     return None
 
 
+#: Redis connections the listener opens before it takes Slack requests.
+WARM_CONNECTIONS = 64
+
+
+async def warm_pool(rt: Runtime) -> None:
+    """Open the listener's Redis connections before the first Slack request.
+
+    A new connection costs several round trips before its first command (redis-py's HELLO,
+    CLIENT SETINFO, maintenance notifications). A burst of `/story` (500 at once in the bench)
+    made the pool open hundreds at the same moment; on a loaded machine those handshakes took
+    past the intake's 2 s bound, and the triggers were refused. Opened here, one at a time,
+    the burst finds them ready. A cluster client keeps its pools per node: not warmed here.
+    """
+    pool = getattr(rt.redis, "connection_pool", None)
+    if not isinstance(pool, ConnectionPool):
+        return
+    held = []
+    try:
+        for _ in range(min(WARM_CONNECTIONS, pool.max_connections)):
+            held.append(await pool.get_connection())  # type: ignore[no-untyped-call]
+    finally:
+        for conn in held:
+            await pool.release(conn)
+
+
 async def serve(settings: Settings, redis_url: str) -> None:
     rt = build_runtime(settings, redis_url)
     try:
         await rt.redis.ping()
+        await warm_pool(rt)
     except (RedisError, OSError) as exc:
         await rt.close()
         where = redis_url.rsplit("@", maxsplit=1)[-1]  # never print a password in the URL
