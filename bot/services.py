@@ -37,7 +37,7 @@ class HandlerServices:
         intake took the session's lease, the eager lane starts showing the first change; its
         task runs once the handler has returned its ack.
         """
-        lease_ms = self.eager.lease_ms if self.eager is not None and not self.eager.full else 0
+        lease_ms = self.eager.lease_ms if self.eager is not None else 0
         if trigger.kind is TriggerKind.DELETE:
             lease_ms = 0  # a worker deletes: it takes the lease even from a running render
         try:

@@ -32,11 +32,6 @@ from storage.repository import CommitConflict, EagerState
 
 log = logging.getLogger(__name__)
 EAGER_LEASE_S = 10.0  # the cheap part of a job takes milliseconds; a stuck one frees the session
-# Lanes running at once in the listener. Past this a burst's triggers go to the workers as when
-# the session is busy: every lane is Redis round trips and Slack calls on the loop (and the
-# Redis pool) that acks, and 500 `/story` at once starved the intake of its next triggers
-# (bench/README.md: intake timeouts at 500 sessions on a loaded machine).
-EAGER_MAX_RUNNING = 32
 
 
 class EagerLane:
@@ -46,11 +41,6 @@ class EagerLane:
         self.lease_ms = int(min(lease_s, EAGER_LEASE_S) * 1000)
         self._running: set[asyncio.Task[None]] = set()
         self.deferred = 0
-
-    @property
-    def full(self) -> bool:
-        """Too many lanes running: the next trigger is left to the workers."""
-        return len(self._running) >= EAGER_MAX_RUNNING
 
     def start(self, trigger: Trigger, fence: int, session: Session | None) -> None:
         """Run ``trigger``'s job now, under the lease (``fence``) the intake script took, from
