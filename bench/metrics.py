@@ -187,6 +187,21 @@ def api_calls(emu: BenchEmulator, channels: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def api_by_message(emu: BenchEmulator, channels: Sequence[str]) -> dict[str, float]:
+    """Posts and edits per session by the kind of message they changed (its delivery slot's
+    first part: card, story, reply, notice, approved, …; ``?`` for a message without one), so
+    the report can say which Slack calls a session makes and what each is for."""
+    counts: Counter[str] = Counter()
+    for channel in channels:
+        for change in emu.changes.get(channel, ()):
+            if change.is_ephemeral:
+                continue
+            kind = (change.slot or "?").split(":")[0]
+            counts[f"{change.method} {kind}"] += 1
+    n = max(1, len(channels))
+    return {k: round(v / n, 2) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
+
+
 def _peak_in_window(times: Sequence[float], window: float) -> int:
     best = start = 0
     for end, t in enumerate(times):

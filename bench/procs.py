@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,29 +103,58 @@ class CpuMeter:
     everything else on the machine in that time (``other``: other people's work, which the
     figures of a shared machine should be read against)."""
 
-    def __init__(self, pids: dict[str, int]) -> None:
+    def __init__(self, pids: dict[str, int], parts: dict[str, int] | None = None) -> None:
         self.pids = pids
+        #: Processes also shown alone (e.g. the app's listener without its worker process);
+        #: already counted in ``pids``, so not in the sum that gives ``other``.
+        self.parts = parts or {}
         self.before: dict[str, float] = {}
         self.used: dict[str, float] = {}
         self._busy = 0.0
 
-    def _cpu(self, pid: int) -> float:
+    def _cpu(self, name: str) -> float:
+        if name in self.parts:
+            return cpu_seconds(self.parts[name], descendants=False)
+        pid = self.pids[name]
         # The bench process's own children (app, baseline, LLM server, Redis) have rows of
         # their own; every other process counts with its descendants (the app's worker).
         return cpu_seconds(pid, descendants=pid != os.getpid())
 
+    def now(self, name: str) -> float:
+        """CPU seconds ``name`` has used since ``start()``."""
+        return self._cpu(name) - self.before.get(name, 0.0)
+
     def start(self) -> CpuMeter:
-        self.before = {name: self._cpu(pid) for name, pid in self.pids.items()}
+        self.before = {name: self._cpu(name) for name in [*self.pids, *self.parts]}
         self._busy = machine_busy_seconds()
         return self
 
+    async def settle(
+        self,
+        name: str,
+        *,
+        busy: Callable[[], Awaitable[bool]] | None = None,
+        quiet_s: float = 1.0,
+        limit_s: float = 90.0,
+    ) -> float:
+        """Wait until ``busy()`` says no work is left and ``name`` used under 5 % of a core for
+        ``quiet_s``: the work a session set off after its last visible step (e.g. the reference
+        images after Approve) is part of its cost. Returns how long that took (≤ ``limit_s``)."""
+        began = time.monotonic()
+        last = self.now(name)
+        while time.monotonic() - began < limit_s:
+            await asyncio.sleep(quiet_s)
+            used = self.now(name)
+            if used - last < 0.05 * quiet_s and not (busy is not None and await busy()):
+                break
+            last = used
+        return round(time.monotonic() - began, 1)
+
     def stop(self) -> dict[str, float]:
-        self.used = {
-            name: round(self._cpu(pid) - self.before.get(name, 0.0), 2)
-            for name, pid in self.pids.items()
-        }
+        self.used = {name: round(self.now(name), 2) for name in self.pids}
         busy = machine_busy_seconds() - self._busy
         self.used["other"] = round(max(0.0, busy - sum(self.used.values())), 2)
+        self.used.update({name: round(self.now(name), 2) for name in self.parts})
         return self.used
 
 

@@ -46,6 +46,7 @@ from bench.metrics import (
     MonitorCapture,
     ack_summary,
     acks_by_llm_load,
+    api_by_message,
     api_calls,
     commandstats_calls,
     duplicate_messages,
@@ -116,6 +117,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="JSON results path")
     p.add_argument("--think", type=float, default=0.5, help="pause before each later trigger")
     p.add_argument("--ramp", type=float, default=1.0, help="spread session starts over N s")
+    p.add_argument(
+        "--shape",
+        choices=["spread", "burst", "both"],
+        default="both",
+        help="latency runs with session starts spread over --ramp s, all at once, or both",
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="bound of one latency run (s)")
     p.add_argument(
         "--step-timeout", type=float, default=240.0, help="bound of one trigger's wait (s)"
@@ -177,7 +184,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # --- latency: N concurrent sessions, baseline then Storyloop --------------------------------------
 
 
-async def run_app(ctx: Ctx, app: str, mode: str, n: int) -> dict[str, Any]:
+async def run_app(ctx: Ctx, app: str, mode: str, n: int, ramp_s: float) -> dict[str, Any]:
     a = ctx.args
     emu = await BenchEmulator().start()
     running = None
@@ -208,15 +215,25 @@ async def run_app(ctx: Ctx, app: str, mode: str, n: int) -> dict[str, Any]:
         rss_start = rss_kb(pid)[0]
         sampler = RssSampler(pid).start()
         meter = CpuMeter(
-            {"app": pid, "redis": ctx.redis.pid, "llm": ctx.llm.pid, "bench": os.getpid()}
+            {"app": pid, "redis": ctx.redis.pid, "llm": ctx.llm.pid, "bench": os.getpid()},
+            parts={"listener": pid},
         ).start()
         profiler = None
         if app == "storyloop" and a.profile == n:
-            out = a.out.parent / f"profile-{mode}-{n}.txt"
+            shape = "burst" if ramp_s == 0 else "spread"
+            out = a.out.parent / f"profile-{mode}-{n}-{shape}.txt"
             profiler = await Profiler(pid, out, duration_s=a.timeout).start()
         began = time.monotonic()
-        results = await run_concurrent(emu, fn, n, timeout=a.timeout, ramp_s=a.ramp)
+        results = await run_concurrent(emu, fn, n, timeout=a.timeout, ramp_s=ramp_s)
         wall = time.monotonic() - began
+
+        async def jobs_left() -> bool:  # acked jobs are deleted from their stream
+            if app == "baseline":
+                return False
+            return any([await redis.xlen(stream) for stream in keys.JOB_STREAMS])
+
+        # The work the last steps set off (e.g. the reference images after Approve) counts too.
+        settle_s = await meter.settle("app", busy=jobs_left)
         cpu = meter.stop()
         peak = await sampler.stop()
         await asyncio.sleep(0.5)  # late duplicates, if any, land before they are counted
@@ -228,16 +245,19 @@ async def run_app(ctx: Ctx, app: str, mode: str, n: int) -> dict[str, Any]:
             "lost": lost(results),
             "acks": ack_summary(emu),
             "first_visible": {
-                k: summary_ms(v, (50, 95)) for k, v in sorted(first_visible(results).items())
+                k: summary_ms(v, (50, 95, 99)) for k, v in sorted(first_visible(results).items())
             },
             "outcome": {
                 k: summary_ms(v, (50, 95)) for k, v in sorted(outcome_times(results).items())
             },
             "api": api_calls(emu, channels),
+            "api_by_message": api_by_message(emu, channels),
             "post_rates": post_rates(emu, channels),
             "duplicates": duplicate_messages(emu, channels),
             "cpu_s": cpu,
             "app_cpu_ms_per_session": round(cpu.get("app", 0) * 1000 / max(1, n), 1),
+            "listener_cpu_ms_per_session": round(cpu.get("listener", 0) * 1000 / max(1, n), 1),
+            "settle_s": settle_s,
             "rss_mb": {"start": round(rss_start / 1024, 1), "peak": round(peak / 1024, 1)},
         }
         if app == "storyloop":
@@ -261,17 +281,25 @@ async def run_app(ctx: Ctx, app: str, mode: str, n: int) -> dict[str, Any]:
         await redis.aclose()
 
 
-async def phase_latency(ctx: Ctx) -> dict[str, Any]:
+def shapes(args: argparse.Namespace) -> list[str]:
+    """The latency shapes to run: ``spread`` (starts over ``--ramp`` s), ``burst`` (all at once)."""
+    return ["spread", "burst"] if args.shape == "both" else [args.shape]
+
+
+async def phase_latency(ctx: Ctx, shape: str = "spread") -> dict[str, Any]:
+    """Baseline then Storyloop, per mode and size. ``burst``: every session's ``/story`` is sent
+    at the same instant (no ramp), so their acks, cards and later triggers pile up together."""
     a = ctx.args
+    ramp_s = 0.0 if shape == "burst" else a.ramp
     modes = ["socket", "http"] if a.mode == "both" else [a.mode]
     out: dict[str, Any] = {}
     for mode in modes:
         out[mode] = {}
         for n in a.sessions:
-            ctx.say(f"latency: {n} sessions, {mode}: baseline")
-            base = await run_app(ctx, "baseline", mode, n)
-            ctx.say(f"latency: {n} sessions, {mode}: Storyloop")
-            ours = await run_app(ctx, "storyloop", mode, n)
+            ctx.say(f"latency ({shape}): {n} sessions, {mode}: baseline")
+            base = await run_app(ctx, "baseline", mode, n, ramp_s)
+            ctx.say(f"latency ({shape}): {n} sessions, {mode}: Storyloop")
+            ours = await run_app(ctx, "storyloop", mode, n, ramp_s)
             ctx.say(
                 f"  baseline {base['completed']}/{n} in {base['wall_s']} s; "
                 f"Storyloop {ours['completed']}/{n} in {ours['wall_s']} s"
@@ -667,6 +695,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "phases": args.phases,
             "think_s": args.think,
             "ramp_s": args.ramp,
+            "shapes": shapes(args),
             "timeout_s": args.timeout,
             "step_timeout_s": args.step_timeout,
             "app_env": extra_env or "defaults",
@@ -685,9 +714,21 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     continue
                 ctx.say(f"phase: {phase}")
                 t = time.monotonic()
+                if phase == "latency":
+                    for shape in shapes(args):
+                        key = "latency" if shape == "spread" else "latency_burst"
+                        t = time.monotonic()
+                        try:
+                            results[key] = await phase_latency(ctx, shape)
+                        except Exception as exc:  # one failed phase keeps the rest
+                            ctx.say(f"phase {key} failed: {type(exc).__name__}: {exc}")
+                            results[key] = {"error": f"{type(exc).__name__}: {exc}"}
+                        results.setdefault("phase_seconds", {})[key] = round(
+                            time.monotonic() - t, 1
+                        )
+                    continue
                 try:
                     results[phase] = await {
-                        "latency": phase_latency,
                         "redis": phase_redis,
                         "tokens": phase_tokens,
                         "rss": phase_rss,

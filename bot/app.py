@@ -237,6 +237,14 @@ def build_app(
     oauth: AsyncOAuthSettings | None = None,
 ) -> AsyncApp:
     identity = identity or BotIdentity(client)
+    bolt_log = logging.getLogger("slack_bolt")
+    if bolt_log.level == logging.NOTSET:
+        # Bolt tests ``logger.level <= DEBUG`` (not the effective level) before formatting a
+        # debug line for every event it skips and every Socket Mode ack: NOTSET passes, so an
+        # unset level formatted a dict per echo for nothing (bench/README.md, the profile).
+        # INFO and above still follow the root logger; DEBUG only if the root is at DEBUG now.
+        root_debug = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+        bolt_log.setLevel(logging.DEBUG if root_debug else logging.INFO)
     common: dict[str, Any] = dict(
         client=client,
         signing_secret=(
@@ -247,7 +255,7 @@ def build_app(
         process_before_response=True,  # ack only after the intake script has run
         request_verification_enabled=not settings.socket_mode,
         raise_error_for_unhandled_request=False,
-        logger=logging.getLogger("slack_bolt"),
+        logger=bolt_log,
     )
     if oauth is None:
         app = TimedApp(authorize=identity.authorizer(), **common)

@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 
-from bot import logs
+from bot import logs, runloop
 from bot.checks import run_checks
 from bot.config import Settings, SettingsError, load_settings
 from bot.localredis import LocalRedisError, start_local_redis
@@ -38,7 +38,7 @@ def run() -> int:
         url = settings.redis_url
         if url is None:
             url, proc = start_local_redis(settings.data_dir)
-        asyncio.run(serve(settings, url))
+        runloop.run(serve(settings, url), settings.event_loop)
     except (StartupError, LocalRedisError) as exc:
         print(f"Storyloop can't start: {exc}", file=sys.stderr)
         return 1

@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     worker_mode: Literal["process", "thread", "inline"] = Field(
         default="process", validation_alias="STORYLOOP_WORKER_MODE"
     )
+    # The event loop of the listener and worker processes (bot/runloop.py): uvloop (default; less
+    # CPU per request, frame and streamed chunk) or the standard library's asyncio.
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop", validation_alias="STORYLOOP_EVENT_LOOP"
+    )
     # The listener shows a trigger's first change itself right after the ack (bot/jobs/eager.py).
     eager: bool = Field(default=True, validation_alias="STORYLOOP_EAGER")
     # Thread answers stream into Slack (chat.startStream …) where the workspace allows it; off:

@@ -14,17 +14,30 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
 
+import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import Runtime, build_runtime
 from bot.config import Settings
 from bot.health import CHECK_TIMEOUT_S, Health, InlineWorker, WorkerDown, WorkerProbe, serve_on_port
+from bot.metrics import Metrics
 from bot.workerproc import WorkerProcess, WorkerProcessError
+from handlers.messages import is_noise
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +63,61 @@ async def _wait_for_signal(or_until: asyncio.Event) -> None:
         task.cancel()
 
 
+class FrameClient(SocketModeClient):
+    """slack_sdk's Socket Mode client with frames parsed by orjson.
+
+    Each frame is parsed on the listener's loop before anything else can run, and most are
+    echoes that carry a whole message (a story is kilobytes): ``json.loads`` of them was 7 %
+    of the listener's CPU in the bench's profile, time an ack waits behind. The rest is the
+    library's own method, unchanged.
+    """
+
+    _dispatching: ClassVar[set[asyncio.Future[None]]] = set()
+
+    async def process_message(self) -> None:
+        raw_message = await self.message_queue.get()
+        if raw_message is not None:
+            message: dict[str, Any] = {}
+            if raw_message.startswith("{"):
+                message = orjson.loads(raw_message)
+            task = asyncio.ensure_future(self.run_message_listeners(message, raw_message))
+            self._dispatching.add(task)  # a reference until it ends (the loop's is weak)
+            task.add_done_callback(self._dispatching.discard)
+
+
+class SocketModeHandler(AsyncSocketModeHandler):
+    """Bolt's Socket Mode handler, acking noise before Bolt's dispatch.
+
+    Every post and edit the app makes comes back as a ``message`` event (about 40 per session
+    against 6 triggers); Bolt would run each through authorization, its middleware chain and
+    listener matching only for ``handle_message`` to drop it. ``is_noise`` is that handler's own
+    test, so acking these at once records nothing less (bench/README.md: the listener's CPU).
+    """
+
+    metrics: Metrics
+
+    def __init__(self, app: AsyncApp, app_token: str, web_client: AsyncWebClient) -> None:
+        # Bolt's own __init__, with our client class.
+        self.app = app
+        self.app_token = app_token
+        self.client = FrameClient(app_token=app_token, logger=app.logger, web_client=web_client)
+        self.client.socket_mode_request_listeners.append(self.handle)
+
+    async def handle(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
+        if req.type == "events_api" and is_noise(req.payload):
+            start = time.perf_counter()
+            await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+            self.metrics.ack("event", True, time.perf_counter() - start)
+            return
+        await super().handle(client, req)  # type: ignore[arg-type]
+
+
 async def start_socket_mode(rt: Runtime) -> AsyncSocketModeHandler:
     assert rt.settings.slack_app_token is not None
-    handler = AsyncSocketModeHandler(
+    handler = SocketModeHandler(
         rt.app, app_token=rt.settings.slack_app_token.get_secret_value(), web_client=rt.client
     )
+    handler.metrics = rt.metrics
     timeout = rt.settings.socket_connect_timeout_s
     try:
         # connect_async() retries forever on a bad app token: bound it and say why.
@@ -84,6 +147,36 @@ async def reject_malformed_timestamps(request: web.Request, handler: Handler) ->
     return await handler(request)
 
 
+def noise_filter(verifier: SignatureVerifier, metrics: Metrics) -> Any:
+    """HTTP mode's ``SocketModeHandler``: a signed ``message`` event that can't be feedback is
+    answered 200 before Bolt parses it again and runs its middleware chain. The signature is
+    checked first, as Bolt would (a bad one goes on to Bolt, which answers 401)."""
+
+    @web.middleware
+    async def drop_noise(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method != "POST" or request.content_type != "application/json":
+            return await handler(request)
+        start = time.perf_counter()
+        raw = await request.read()  # aiohttp keeps it: Bolt's adapter reads it again
+        if b'"event_callback"' not in raw or b'"message"' not in raw:
+            return await handler(request)
+        try:
+            body = orjson.loads(raw)
+        except ValueError:
+            return await handler(request)
+        signed = verifier.is_valid(
+            body=raw.decode(),
+            timestamp=request.headers.get("X-Slack-Request-Timestamp", ""),
+            signature=request.headers.get("X-Slack-Signature", ""),
+        )
+        if not (isinstance(body, dict) and signed and is_noise(body)):
+            return await handler(request)
+        metrics.ack("event", True, time.perf_counter() - start)
+        return web.Response(status=200)
+
+    return drop_noise
+
+
 async def start_http(
     rt: Runtime,
     host: str = "0.0.0.0",  # noqa: S104
@@ -92,6 +185,9 @@ async def start_http(
     """``/slack/events`` on ``PORT``; with ``health``, /healthz, /readyz and /metrics beside it."""
     web_app = rt.app.web_app(path="/slack/events", port=rt.settings.port)
     web_app.middlewares.append(reject_malformed_timestamps)
+    if rt.settings.slack_signing_secret is not None:  # always, in HTTP mode (Settings checks)
+        verifier = SignatureVerifier(rt.settings.slack_signing_secret.get_secret_value())
+        web_app.middlewares.append(noise_filter(verifier, rt.metrics))
     if health is not None:
         health.add_routes(web_app)
     # No access log: a line per Slack request is noise, and formatting it was ~10 % of the
@@ -186,10 +282,36 @@ async def http_state() -> str | None:
     return None
 
 
+#: Redis connections the listener opens before it takes Slack requests.
+WARM_CONNECTIONS = 64
+
+
+async def warm_pool(rt: Runtime) -> None:
+    """Open the listener's Redis connections before the first Slack request.
+
+    A new connection costs several round trips before its first command (redis-py's HELLO,
+    CLIENT SETINFO, maintenance notifications). A burst of `/story` (500 at once in the bench)
+    made the pool open hundreds at the same moment; on a loaded machine those handshakes took
+    past the intake's 2 s bound, and the triggers were refused. Opened here, one at a time,
+    the burst finds them ready. A cluster client keeps its pools per node: not warmed here.
+    """
+    pool = getattr(rt.redis, "connection_pool", None)
+    if not isinstance(pool, ConnectionPool):
+        return
+    held = []
+    try:
+        for _ in range(min(WARM_CONNECTIONS, pool.max_connections)):
+            held.append(await pool.get_connection())  # type: ignore[no-untyped-call]
+    finally:
+        for conn in held:
+            await pool.release(conn)
+
+
 async def serve(settings: Settings, redis_url: str) -> None:
     rt = build_runtime(settings, redis_url)
     try:
         await rt.redis.ping()
+        await warm_pool(rt)
     except (RedisError, OSError) as exc:
         await rt.close()
         where = redis_url.rsplit("@", maxsplit=1)[-1]  # never print a password in the URL

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 
-from bot import logs
+from bot import logs, runloop
 from bot.app import build_runtime
 from bot.config import Settings
 from bot.health import CHECK_TIMEOUT_S, WorkerDown
@@ -185,7 +185,8 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the listener decides
     logs.setup(settings.log_level, settings.secrets(), settings.log_format)
     try:
-        asyncio.run(_serve_jobs(settings, redis_url, listener_pid, ready, conn))
+        serving = _serve_jobs(settings, redis_url, listener_pid, ready, conn)
+        runloop.run(serving, settings.event_loop)
     except Exception:
         log.exception("the job worker stopped")
         raise SystemExit(1) from None

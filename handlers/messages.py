@@ -39,6 +39,17 @@ def is_human_reply(event: dict[str, Any]) -> bool:
     )
 
 
+def is_noise(body: dict[str, Any]) -> bool:
+    """A ``message`` event that can't be feedback: most of what Slack delivers — every post and
+    edit the app makes comes back as one (about 40 per session against 6 triggers) — so the
+    listener acks these before Bolt's dispatch (``bot/runtime.py``). The same test as
+    ``handle_message``'s, so nothing it would record is ever dropped here."""
+    if body.get("type") != "event_callback":
+        return False
+    event = body.get("event")
+    return isinstance(event, dict) and event.get("type") == "message" and not is_human_reply(event)
+
+
 def parse_reply(body: dict[str, Any], event: dict[str, Any]) -> tuple[Feedback, Turn] | None:
     if not is_human_reply(event):
         return None

@@ -169,11 +169,14 @@ class Flows:
         if s.status is Status.UNPOSTABLE:
             return
         if s.thread_ts is None:
+            # Posted as it will read once the commit below says GENERATING: the card's
+            # "Starting…" would be replaced a few ms later by one more chat.update (and echo).
+            card = blocks.session_card(s.model_copy(update={"status": Status.GENERATING}))
             try:
                 ts = await ctx.gateway.post_once(
                     s,
                     "card",
-                    blocks.session_card(s),
+                    card,
                     thread_ts=t.thread_ts,  # a mention: the card is the thread's first reply
                     recover=job.recover,
                     fresh=fresh_session,
@@ -196,7 +199,9 @@ class Flows:
                 status=Status.GENERATING,
                 writes=Writes().index_thread(s, root),
             )
-            await ctx.gateway.update(s, ts, blocks.session_card(s))
+            # A replay may have found a card an earlier attempt posted: it is brought up to date.
+            if (now_card := blocks.session_card(s)) != card or not fresh_session:
+                await ctx.gateway.update(s, ts, now_card)
         if not await self.resume_if_mine(job, s):
             await deliver(ctx, job, s, ["story", "card"])
 

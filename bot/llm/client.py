@@ -4,21 +4,27 @@ The SDK's own retries are off (``max_retries=0``) so every attempt is visible he
 its 600 s default timeout is replaced by ``llm_timeout_s``. Structured outputs are requested as
 JSON schema; servers that reject ``json_schema`` are remembered and asked for ``json_object``.
 
-Streams are read through the SDK's raw streaming response and parsed here: the SDK builds a
-pydantic model per chunk, which cost about half of a replica's CPU under load (bench/README.md),
-and all we need from a chunk is its text delta and, at the end, the usage.
+Streams are read with aiohttp and parsed here. The SDK builds a pydantic model per chunk, which
+cost about half of a replica's CPU under load, and even its raw streaming response goes through
+four layers (httpx, httpcore, h11, anyio) per read: the largest share of the worker's CPU left
+(bench/README.md, the profiles). All a stream needs is one POST, its status and its bytes; its
+errors are classified like the SDK's (status, Retry-After, timeouts, dropped connections), and
+the same retries apply. Non-streamed calls still use the SDK.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import aiohttp
 import openai
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from bot.metrics import Metrics
@@ -69,6 +75,16 @@ def _event_end(buffer: bytearray) -> tuple[int, int] | None:
     return None
 
 
+class _HTTPStatusError(Exception):
+    """A streamed request answered with an error status (read by aiohttp, not the SDK)."""
+
+    def __init__(self, status: int, body: str, retry_after: str | None) -> None:
+        super().__init__(f"status {status}: {body[:200]}")
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after
+
+
 class LLMError(Exception):
     """A failed LLM call. ``user_message`` is safe to show in Slack; ``retryable`` drives retry."""
 
@@ -116,40 +132,57 @@ def _classify(exc: Exception) -> LLMError:
         return LLMError(
             "The story writer took too long to answer.", retryable=True, detail="timeout"
         )
-    if isinstance(exc, openai.APIConnectionError) or _transport_error(exc, "TransportError"):
+    if isinstance(exc, openai.APIConnectionError | aiohttp.ClientError) or _transport_error(
+        exc, "TransportError"
+    ):
         return LLMError("I couldn't reach the story writer.", retryable=True, detail="connection")
-    if isinstance(exc, openai.RateLimitError):
+    if isinstance(exc, openai.APIStatusError):
+        return _by_status(exc.status_code)
+    if isinstance(exc, _HTTPStatusError):
+        return _by_status(exc.status)
+    return LLMError("The story writer had a problem answering.", retryable=True, detail=repr(exc))
+
+
+def _by_status(status: int) -> LLMError:
+    if status == 429:
         return LLMError("The story writer is busy right now.", retryable=True, detail="429")
-    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+    if status in (401, 403):
         return LLMError(
             "The story writer refused our credentials; an admin needs to check the LLM settings.",
             retryable=False,
-            detail=f"auth {exc.status_code}",
+            detail=f"auth {status}",
         )
-    if isinstance(exc, openai.APIStatusError):
-        retryable = exc.status_code >= 500 or exc.status_code in (408, 409)
-        return LLMError(
-            "The story writer had a problem answering.",
-            retryable=retryable,
-            detail=f"status {exc.status_code}",
-        )
-    return LLMError("The story writer had a problem answering.", retryable=True, detail=repr(exc))
+    return LLMError(
+        "The story writer had a problem answering.",
+        retryable=status >= 500 or status in (408, 409),
+        detail=f"status {status}",
+    )
+
+
+def _schema_rejected(exc: Exception) -> bool:
+    """A 400 saying the server lacks ``response_format: json_schema``."""
+    if isinstance(exc, openai.BadRequestError):
+        return "response_format" in str(exc)
+    return isinstance(exc, _HTTPStatusError) and exc.status == 400 and "response_format" in exc.body
 
 
 def _retry_after(exc: Exception) -> float | None:
     if isinstance(exc, openai.APIStatusError):
         value = exc.response.headers.get("retry-after")
-        try:
-            return float(value) if value else None
-        except ValueError:
-            return None
-    return None
+    elif isinstance(exc, _HTTPStatusError):
+        value = exc.retry_after
+    else:
+        return None
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 def _read_chunk(event: bytes, text: list[str]) -> tuple[bool, Usage | None]:
     """Add one chunk's text delta to ``text``; returns (text grew, usage if this chunk has it)."""
     try:
-        chunk = json.loads(event)
+        chunk = orjson.loads(event)  # one per streamed token: the C parser
     except ValueError:
         raise StreamError("a stream chunk was not JSON") from None
     if not isinstance(chunk, dict):
@@ -172,6 +205,13 @@ def _read_chunk(event: bytes, text: list[str]) -> tuple[bool, Usage | None]:
     return grew, None
 
 
+@functools.cache
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema, built once: pydantic rebuilds it on every call, which was ~2 % of
+    the worker's CPU (one per LLM request) in the bench's profile."""
+    return model.model_json_schema()
+
+
 class LLMClient:
     def __init__(
         self,
@@ -189,6 +229,12 @@ class LLMClient:
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0
         )
+        # Streams: one aiohttp session (opened at the first stream, inside the running loop).
+        self._chat_url = base_url.rstrip("/") + "/chat/completions"
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        # Like the SDK's timeout: per connect and per read, not for the whole call.
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
+        self._http: aiohttp.ClientSession | None = None
         self.model = model
         self.attempts = attempts
         self.backoff_s = backoff_s
@@ -203,6 +249,14 @@ class LLMClient:
 
     async def close(self) -> None:
         await self._client.close()
+        if self._http is not None:
+            await self._http.close()
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            # The SDK's pool size; a worker streams at most one answer per job slot.
+            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000))
+        return self._http
 
     def _format(self, model: type[BaseModel], name: str | None = None) -> dict[str, Any]:
         if not self._json_schema_ok:
@@ -211,7 +265,7 @@ class LLMClient:
             "type": "json_schema",
             "json_schema": {
                 "name": name or {**SCHEMA_NAMES, **STAGE_SCHEMA_NAMES}[model],
-                "schema": model.model_json_schema(),
+                "schema": _schema(model),
             },
         }
 
@@ -222,16 +276,16 @@ class LLMClient:
             try:
                 with self.metrics.provider_call("llm", op):  # each attempt: the endpoint's latency
                     return await asyncio.wait_for(call(), self.call_limit_s)
-            except openai.BadRequestError as exc:
-                if self._json_schema_ok and "response_format" in str(exc):
+            except Exception as exc:
+                if self._json_schema_ok and _schema_rejected(exc):
                     # Not a failed attempt: the server lacks JSON-schema support. Ask again.
                     log.info("LLM endpoint rejects json_schema; using json_object from now on")
                     self._json_schema_ok = False
                     attempt -= 1
                     continue
-                raise _classify(exc) from None
-            except Exception as exc:
                 error = _classify(exc)
+                if isinstance(exc, openai.BadRequestError):
+                    raise error from None
                 log.warning("LLM attempt %d/%d failed: %s", attempt, self.attempts, error)
                 if not error.retryable or attempt >= self.attempts:
                     raise error from None
@@ -282,16 +336,22 @@ class LLMClient:
             nonlocal usage
             on_progress = progress()
             text: list[str] = []
-            stream: Any = self._client.chat.completions.with_streaming_response.create
-            async with stream(
-                model=self.model,
-                messages=list(messages),
-                response_format=self._format(model),
-                stream=True,
-                stream_options={"include_usage": True},
+            body = {
+                "model": self.model,
+                "messages": list(messages),
+                "response_format": self._format(model),
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+            async with self._session().post(
+                self._chat_url, json=body, headers=self._headers, timeout=self._timeout
             ) as response:
+                if response.status != 200:
+                    raise _HTTPStatusError(
+                        response.status, await response.text(), response.headers.get("retry-after")
+                    )
                 buffer = bytearray()
-                async for data in response.http_response.aiter_bytes():
+                async for data in response.content.iter_any():
                     for event in _stream_events(buffer, data):
                         if event.strip() == b"[DONE]":
                             return parse_structured(model, "".join(text))

@@ -36,6 +36,7 @@ def test_quick_bench_runs_and_prints_figures(tmp_path: Path) -> None:
     printed = proc.stdout
     for heading in (
         "### Ack latency",
+        "| burst | Socket Mode | 5 |",
         "### Trigger → first visible Slack change",
         "### Slack Web API per session",
         "### Redis",
@@ -48,14 +49,17 @@ def test_quick_bench_runs_and_prints_figures(tmp_path: Path) -> None:
         assert heading in printed, f"missing {heading!r} in:\n{printed[-3000:]}"
 
     results = json.loads(out.read_text())
-    for phase in ("latency", "redis", "tokens", "rss", "scaleout", "stages"):
+    for phase in ("latency", "latency_burst", "redis", "tokens", "rss", "scaleout", "stages"):
         assert "error" not in results[phase], results[phase]
-    run = results["latency"]["socket"]["5"]
-    for app in ("storyloop", "baseline"):
-        assert run[app]["completed"] == 5, (app, run[app]["lost"])
-        assert run[app]["acks"]["all"]["n"] > 0
-        assert run[app]["acks"]["all"]["failed"] == 0
-    assert run["storyloop"]["duplicates"]["count"] == 0
+    # Both start shapes: spread over the ramp, and every session in one instant.
+    for shape in ("latency", "latency_burst"):
+        run = results[shape]["socket"]["5"]
+        for app in ("storyloop", "baseline"):
+            assert run[app]["completed"] == 5, (shape, app, run[app]["lost"])
+            assert run[app]["acks"]["all"]["n"] > 0
+            assert run[app]["acks"]["all"]["failed"] == 0
+            assert run[app]["api"]["per_session"], (shape, app)
+        assert run["storyloop"]["duplicates"]["count"] == 0
     redis = results["redis"]
     assert redis["completed"] == redis["sessions"] >= 1
     assert redis["bytes"]["bytes_per_session"] > 0
