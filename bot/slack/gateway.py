@@ -258,18 +258,38 @@ class SlackGateway:
         return str(resp["ts"])
 
     async def _find_posted(self, session: Session, slot: str, thread_ts: str | None) -> str | None:
-        """Look in Slack for a message we posted for ``slot`` (crash between post and record)."""
+        """Look in Slack for a message we posted for ``slot`` (crash between post and record).
+
+        A rate limit is waited out (``call``), and a lookup that can't get through raises, so
+        the job tries again later: answering "not posted" because Slack was busy would post the
+        message twice (the fault loop's seed 42 did, on a 429 of ``conversations.replies``).
+        Only an error that retrying can't change (a missing scope, a channel gone) lets the
+        post go ahead unchecked.
+        """
         try:
             if thread_ts:
-                resp = await self.client.conversations_replies(
-                    channel=session.channel_id, ts=thread_ts, include_all_metadata=True, limit=200
+                resp = await self.call(
+                    "conversations_replies",
+                    channel=session.channel_id,
+                    ts=thread_ts,
+                    include_all_metadata=True,
+                    limit=200,
                 )
             else:
-                resp = await self.client.conversations_history(
-                    channel=session.channel_id, include_all_metadata=True, limit=100
+                resp = await self.call(
+                    "conversations_history",
+                    channel=session.channel_id,
+                    include_all_metadata=True,
+                    limit=100,
                 )
-        except (SlackApiError, *_TRANSIENT) as exc:
-            log.warning("could not look for %s in Slack: %s", slot, exc)
+        except _TRANSIENT as exc:
+            log.warning("could not look for %s in Slack (%s); trying again later", slot, exc)
+            raise SlackDeliveryError(f"could not check whether {slot} was posted") from None
+        except SlackApiError as exc:
+            if exc.response.status_code == 429 or exc.response.status_code >= 500:
+                log.warning("could not look for %s in Slack (%s); trying again later", slot, exc)
+                raise SlackDeliveryError(f"could not check whether {slot} was posted") from None
+            log.warning("could not look for %s in Slack: %s", slot, exc.response.get("error"))
             return None
         messages: list[dict[str, Any]] = resp.get("messages") or []
         for message in messages:
