@@ -166,6 +166,8 @@ class VideoPlan(BaseModel):
     voiceover: bool
     estimate_usd: float
     redo_of: int | None = None  # a Redo plan: the one scene it remakes
+    # The thread replies that asked for this plan ("try again"): it is their answer.
+    feedback_ts: tuple[str, ...] = ()
     created_at: float
 
     @property

@@ -36,10 +36,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bot.jobs.stages.video import PLANS
 from bot.pipeline.artifacts import (
     ImageOutcome,
     ImageSetVersion,
     StoryboardVersion,
+    VideoPlan,
     VideoVersion,
 )
 from bot.pipeline.models import Session, Stage, Status, StoryVersion, Turn, TurnRole
@@ -332,6 +334,7 @@ class SessionView:
     images: dict[int, ImageSetVersion] = field(default_factory=dict)
     boards: dict[int, StoryboardVersion] = field(default_factory=dict)
     videos: dict[int, VideoVersion] = field(default_factory=dict)
+    plans: dict[int, VideoPlan] = field(default_factory=dict)  # the video's cost plans
     # Files the emulator shows in the session's thread, and the file ids the ledger recorded.
     files: list[str] = field(default_factory=list)
 
@@ -404,7 +407,7 @@ async def _view(
     versions = {
         int(k): StoryVersion.model_validate_json(v) for k, v in raw_versions.items() if k.isdigit()
     }
-    images, boards, videos = {}, {}, {}
+    images, boards, videos, plans = {}, {}, {}, {}
     for field_name, raw in raw_versions.items():
         stage, _, number = str(field_name).partition(":")
         if stage == Stage.REFERENCE_IMAGE and number.isdigit():
@@ -413,10 +416,12 @@ async def _view(
             boards[int(number)] = StoryboardVersion.model_validate_json(raw)
         elif stage == Stage.VIDEO and number.isdigit():
             videos[int(number)] = VideoVersion.model_validate_json(raw)
+        elif stage == PLANS and number.isdigit():
+            plans[int(number)] = VideoPlan.model_validate_json(raw)
     raw_history = await redis.lrange(keys.history(s.team_id, s.id), 0, -1)
     history = [Turn.model_validate_json(item) for item in raw_history]
     files = [f.id for f in emu.files_in_thread(s.channel_id, s.thread_ts)] if s.thread_ts else []
-    return SessionView(s, versions, history, slots, images, boards, videos, files)
+    return SessionView(s, versions, history, slots, images, boards, videos, plans, files)
 
 
 async def pending_jobs(redis: Client) -> int:
@@ -631,6 +636,9 @@ def _reply_outcomes(report: Report, t: Trigger, view: SessionView | None) -> lis
         for number, later in sorted(view.stage_versions(stage).items()):
             if t.ts in later.feedback_ts and view.review(stage, number) is not None:
                 return [f"review:{stage}:{number}"]
+    for number, plan in sorted(view.plans.items()):  # "try again" on a video: a new plan
+        if t.ts in plan.feedback_ts and view.slot(f"{Stage.VIDEO}:plan:{number}"):
+            return [f"plan:{number}"]
     return []
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot.jobs.model import Deferred, Job
+from bot.jobs.stages.video import PLANS
 from bot.pipeline import review as say
 from bot.pipeline.approvals import ApprovalPolicy, Rule
 from bot.pipeline.artifacts import (
@@ -23,6 +24,7 @@ from bot.pipeline.artifacts import (
     ItemState,
     PaidItem,
     StoryboardVersion,
+    VideoPlan,
 )
 from bot.pipeline.models import Session, Stage, Status, Turn, TurnRole
 from bot.pipeline.triggers import (
@@ -548,6 +550,25 @@ async def test_a_quorum_covers_every_approval_and_the_video_spend(loop: Loop) ->
     assert (await session(loop)).status is Status.AWAITING_CONFIRMATION
     await click(loop, Confirm, version=s.plan, user=OWNER)
     assert video.calls, "the second person's confirmation starts the render"
+
+
+async def test_try_again_after_a_failed_render_is_answered_by_a_new_plan(loop: Loop) -> None:
+    await to_images(loop)
+    await click(loop, Approve)
+    await click(loop, Approve)
+    await click(loop, Confirm, version=(await session(loop)).plan)
+    s = await session(loop)
+    assert (s.status, s.version) == (Status.FAILED, 0)  # these fakes can't join clips
+
+    ts = await reply(loop, "try again")
+    s = await session(loop)
+    # A new plan (nothing spent until it is confirmed), named as the reply's answer: the reply
+    # is answered, so the next one isn't answered together with it.
+    assert (s.status, s.plan) == (Status.AWAITING_CONFIRMATION, 2)
+    assert s.answered_until == len(await loop.store.history(s))
+    plan = await loop.store.artifact(s, PLANS, 2, VideoPlan)
+    assert plan is not None and plan.feedback_ts == (ts,)
+    assert loop.chat.slot("video:plan:2") is not None
 
 
 # --- the fakes keep the store's rules -----------------------------------------------------------

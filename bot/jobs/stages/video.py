@@ -42,6 +42,7 @@ from bot.pipeline.artifacts import (
     VideoPlan,
     VideoVersion,
 )
+from bot.pipeline.intent import wants_regenerate
 from bot.pipeline.models import Session, Stage, Status, TurnRole
 from bot.pipeline.transitions import Op
 from bot.pipeline.video_plan import plan_video, voiceover_text
@@ -172,6 +173,14 @@ class VideoStage:
             redo_scene=item if op is Op.REDO else None,
             current=current,
         )
+        # Replies that asked for a new render ("try again") are answered by this plan, the way
+        # a reply asking for a new story is answered by the new version: marked answered, and
+        # named on the plan. A reply with anything else to say keeps its LLM answer.
+        history = await ctx.repo.history(s)
+        asked = [t for t in history[s.answered_until :] if t.role is TurnRole.USER]
+        answers = bool(asked) and all(wants_regenerate(t.text) for t in asked)
+        if answers:
+            plan = plan.model_copy(update={"feedback_ts": tuple(t.ts for t in asked)})
         steps = [f"plan:{n}", "card"]
         if n > 1:
             steps.append(f"plan:{n - 1}")
@@ -180,6 +189,7 @@ class VideoStage:
             s,
             status=Status.AWAITING_CONFIRMATION,
             plan=n,
+            answered_until=len(history) if answers else s.answered_until,
             estimate_usd=plan.estimate_usd,
             active_job=None,
             active_item=None,
