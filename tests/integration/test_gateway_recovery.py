@@ -14,6 +14,7 @@ from bot.pipeline.models import Session
 from bot.slack.gateway import SlackDeliveryError, SlackGateway
 from bot.slack.story_blocks import Rendered, mrkdwn_text, rendered
 from tests.emulators.slack import SlackEmulator
+from tests.integration.test_gateway_budget import session
 from tests.unit.test_stream_answers import DictLedger
 
 
@@ -28,19 +29,6 @@ async def emu() -> AsyncIterator[SlackEmulator]:
 
 def plain(text: str) -> Rendered:
     return rendered(text, [mrkdwn_text(text)])
-
-
-def session(emu: SlackEmulator) -> Session:
-    return Session(
-        id="s1",
-        team_id=emu.team_id,
-        channel_id="C0PUBLIC",
-        owner_id="U0ALICE",
-        prompt="a story",
-        duration_s=30,
-        created_at=0.0,
-        updated_at=0.0,
-    )
 
 
 async def posted_then_forgotten(emu: SlackEmulator) -> tuple[SlackGateway, Session, str, str]:
