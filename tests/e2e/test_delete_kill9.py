@@ -79,12 +79,15 @@ async def test_kill_9_during_a_delete_then_restart_deletes_exactly_once(
             assert not ack.ok  # killed before its ack, with the delete recorded
         else:
             assert ack.ok and say.deleting() in str(ack.get("text"))
-        # Where it died: the session's data is still there until the erase ran.
-        erased = point == "delete_erased"
-        assert (await redis.exists(keys.session(team, sid)) == 0) is erased
-        assert (await redis.exists(keys.tombstone(team, sid)) == 1) is erased
-        noticed = point in {"delete_noticed", "delete_unindexed", "delete_erased"}
-        assert len(by_slot(emu, "deleted")) == (1 if noticed else 0)
+        # Where it died: the session's data is still there until the erase ran. Killed in the
+        # listener after the intake, the worker process may already have taken the job before
+        # it saw its parent die, so how far that one got is not fixed: only the end is.
+        if point != "after_intake@2":
+            erased = point == "delete_erased"
+            assert (await redis.exists(keys.session(team, sid)) == 0) is erased
+            assert (await redis.exists(keys.tombstone(team, sid)) == 1) is erased
+            noticed = point in {"delete_noticed", "delete_unindexed", "delete_erased"}
+            assert len(by_slot(emu, "deleted")) == (1 if noticed else 0)
 
         env.pop("STORYLOOP_CRASH_POINT")
         app = await AppProcess(env, log).start()
