@@ -77,8 +77,8 @@ async def test_kill_9_during_a_delete_then_restart_deletes_exactly_once(
         assert await app.wait_exit(timeout=30) == -9, app.log()[-3000:]
         if point == "after_intake@2":
             assert not ack.ok  # killed before its ack, with the delete recorded
-        else:
-            assert ack.ok and say.deleting() in str(ack.get("text"))
+        elif ack.ok:  # killed at a worker step, the ack frame may not be out yet
+            assert say.deleting() in str(ack.get("text"))
         # Where it died: the session's data is still there until the erase ran. Killed in the
         # listener after the intake, the worker process may already have taken the job before
         # it saw its parent die, so how far that one got is not fixed: only the end is.
