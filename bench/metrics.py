@@ -13,6 +13,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -441,6 +442,35 @@ def commandstats_calls(info: dict[str, Any]) -> Counter[str]:
 IDLE_POLLING = ("XREADGROUP", "XAUTOCLAIM")
 
 
+def is_idle_polling(x: MonitorLine) -> bool:
+    """A replica's work on a clock, not a session's: the workers' stream reads and reclaims and
+    the App Home publisher's once-a-second look for workspaces with Homes to publish. The same
+    with no session running (the idle rate the bench prints)."""
+    return x.name in IDLE_POLLING or (x.name == "SMEMBERS" and x.args.startswith(keys.HOME_TEAMS))
+
+
+def dump_redis_lines(
+    path: Path, lines: Sequence[MonitorLine], steps: Sequence[Any], exclude: Iterable[str]
+) -> None:
+    """Write one session's Redis commands, each under the trigger last sent before it ran
+    (``BENCH_DUMP_REDIS=dir``): where each round trip goes, for reading, not for figures."""
+    skip = set(exclude)
+    starts = [(float(s.sent), "reply" if s.kind == "reply" else s.name) for s in steps]
+    out: list[str] = []
+    current = None
+    for x in lines:
+        if x.source in skip:
+            continue
+        step = next((n for at, n in reversed(starts) if at <= x.at), "before the first trigger")
+        if step != current:
+            out.append(f"== {step}")
+            current = step
+        mark = "    " if x.source == "lua" else ""
+        out.append(f"{mark}{x.at:.4f} {x.source} {x.name} {x.args[:160]}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out) + "\n")
+
+
 def session_redis_work(
     lines: Sequence[MonitorLine], steps: Sequence[Any], *, exclude: Iterable[str] = ()
 ) -> dict[str, Any]:
@@ -453,8 +483,10 @@ def session_redis_work(
       output, so each of its commands counts as one (over-counts, never under-counts).
     - *Commands sent*: every command a client sent (``EVALSHA`` is one; ``MULTI`` and ``EXEC``
       count), *commands run*: those plus the ones scripts ran.
-    - The workers' idle polling (``XREADGROUP … BLOCK``, ``XAUTOCLAIM``) is left out, and one
-      read per job (one per trigger) is counted instead. ``exclude``: the bench's own clients
+    - A replica's idle polling (``is_idle_polling``: the workers' ``XREADGROUP … BLOCK`` and
+      ``XAUTOCLAIM``, the Home publisher's once-a-second ``SMEMBERS``) is left out — it runs with
+      no session too, and is reported as the idle rate — and one read per job (one per trigger)
+      is counted instead. ``exclude``: the bench's own clients
       (its INFO, SCAN and MEMORY USAGE are not the app's work).
     """
     skip = set(exclude)
@@ -473,7 +505,7 @@ def session_redis_work(
         if x.source == "lua":
             c["inside_scripts"] += 1
             continue
-        if x.name in IDLE_POLLING:
+        if is_idle_polling(x):
             polls += 1
             continue
         c["sent"] += 1

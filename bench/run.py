@@ -49,6 +49,7 @@ from bench.metrics import (
     api_by_message,
     api_calls,
     commandstats_calls,
+    dump_redis_lines,
     duplicate_messages,
     first_visible,
     info_section,
@@ -116,6 +117,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="CI smoke: small, fast, socket only")
     p.add_argument("--out", type=Path, default=None, help="JSON results path")
     p.add_argument("--think", type=float, default=0.5, help="pause before each later trigger")
+    p.add_argument(
+        "--redis-think",
+        type=float,
+        default=0.5,
+        help="the redis phase's pause before each later trigger (0: back to back, a stress case)",
+    )
     p.add_argument("--ramp", type=float, default=1.0, help="spread session starts over N s")
     p.add_argument(
         "--shape",
@@ -438,6 +445,12 @@ async def phase_redis(ctx: Ctx) -> dict[str, Any]:
             tag="storyloop-redis",
         )
         await asyncio.sleep(1.0)
+        script = default_script(replies=10, regenerations=2, approve=True)
+        # A warm-up session first, not counted: each process's first use of each script
+        # (NOSCRIPT, SCRIPT LOAD) and of each pooled connection (HELLO, CLIENT SETINFO) is a
+        # cost of starting a replica, not of a session.
+        await storyloop_session(emu, 900_000, time.monotonic() + 120, script, think_s=a.redis_think)
+        await asyncio.sleep(1.0)
         mon = await MonitorCapture(ctx.redis.url).start()
         # The bench's own client (INFO, SCAN, MEMORY USAGE) is not the app's work.
         me = await redis.client_info()
@@ -448,18 +461,21 @@ async def phase_redis(ctx: Ctx) -> dict[str, Any]:
         idle_rate = len(idle) / 3.0
         mem_before = int((await info_section(redis, "memory"))["used_memory_dataset"])
         stats_before = commandstats_calls(await info_section(redis, "commandstats"))
-        script = default_script(replies=10, regenerations=2, approve=True)
         results = []
         per_session: list[dict[str, Any]] = []
         for k in range(a.redis_sessions):
             start = mon.mark()
             began = time.monotonic()
-            r = await storyloop_session(emu, k, time.monotonic() + 120, script)
+            r = await storyloop_session(
+                emu, k, time.monotonic() + 120, script, think_s=a.redis_think
+            )
             await asyncio.sleep(1.0)  # the approve job acks and releases its lease
             lines = mon.window(start)
             window = time.monotonic() - began
             results.append(r)
             work = session_redis_work(lines, r.steps, exclude=bench_clients)
+            if dump := os.environ.get("BENCH_DUMP_REDIS"):
+                dump_redis_lines(Path(dump) / f"session-{k}.txt", lines, r.steps, bench_clients)
             per_session.append(
                 {
                     "completed": r.completed,
@@ -497,7 +513,10 @@ async def phase_redis(ctx: Ctx) -> dict[str, Any]:
         return {
             "sessions": len(results),
             "completed": len(done),
-            "script": "/story, 10 thread replies, Regenerate x2 (3 versions), Approve",
+            "script": (
+                "/story, 10 thread replies, Regenerate x2 (3 versions), Approve; "
+                f"{a.redis_think:g} s between a change and the next trigger"
+            ),
             "idle_commands_per_s": round(idle_rate, 1),
             "intake": intake,
             "per_session": per_session,

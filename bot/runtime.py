@@ -27,9 +27,6 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
-from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
-from slack_sdk.socket_mode.request import SocketModeRequest
-from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import Runtime, build_runtime
@@ -64,15 +61,21 @@ async def _wait_for_signal(or_until: asyncio.Event) -> None:
 
 
 class FrameClient(SocketModeClient):
-    """slack_sdk's Socket Mode client with frames parsed by orjson.
+    """slack_sdk's Socket Mode client with frames parsed by orjson and noise acked at once.
 
     Each frame is parsed on the listener's loop before anything else can run, and most are
     echoes that carry a whole message (a story is kilobytes): ``json.loads`` of them was 7 %
-    of the listener's CPU in the bench's profile, time an ack waits behind. The rest is the
-    library's own method, unchanged.
+    of the listener's CPU in the bench's profile, time an ack waits behind. Every post and edit
+    the app makes comes back as a ``message`` event (about 40 per session against 6 triggers);
+    Bolt would run each through authorization, its middleware chain and listener matching only
+    for ``handle_message`` to drop it, and slack_sdk would first build a ``SocketModeRequest``
+    and run its listener chain. ``is_noise`` is that handler's own test, so acking these here,
+    straight from the parsed frame, records nothing less (bench/README.md: the listener's CPU).
+    Everything else takes the library's own path, unchanged.
     """
 
     _dispatching: ClassVar[set[asyncio.Future[None]]] = set()
+    metrics: Metrics | None = None
 
     async def process_message(self) -> None:
         raw_message = await self.message_queue.get()
@@ -80,44 +83,53 @@ class FrameClient(SocketModeClient):
             message: dict[str, Any] = {}
             if raw_message.startswith("{"):
                 message = orjson.loads(raw_message)
-            task = asyncio.ensure_future(self.run_message_listeners(message, raw_message))
+            envelope, payload = message.get("envelope_id"), message.get("payload")
+            if (
+                message.get("type") == "events_api"
+                and envelope
+                and isinstance(payload, dict)
+                and is_noise(payload)
+            ):
+                task = asyncio.ensure_future(self._ack_noise(str(envelope)))
+            else:
+                task = asyncio.ensure_future(self.run_message_listeners(message, raw_message))
             self._dispatching.add(task)  # a reference until it ends (the loop's is weak)
             task.add_done_callback(self._dispatching.discard)
 
+    async def _ack_noise(self, envelope_id: str) -> None:
+        start = time.perf_counter()
+        try:
+            await self.send_message(orjson.dumps({"envelope_id": envelope_id}).decode())
+        except Exception:
+            # An ack that can't be sent is re-delivered by Slack (and dropped again).
+            self.logger.warning("could not ack a noise event", exc_info=True)
+            return
+        if self.metrics is not None:
+            self.metrics.ack("event", True, time.perf_counter() - start)
+
 
 class SocketModeHandler(AsyncSocketModeHandler):
-    """Bolt's Socket Mode handler, acking noise before Bolt's dispatch.
+    """Bolt's Socket Mode handler on our ``FrameClient`` (noise acked before Bolt's dispatch)."""
 
-    Every post and edit the app makes comes back as a ``message`` event (about 40 per session
-    against 6 triggers); Bolt would run each through authorization, its middleware chain and
-    listener matching only for ``handle_message`` to drop it. ``is_noise`` is that handler's own
-    test, so acking these at once records nothing less (bench/README.md: the listener's CPU).
-    """
-
-    metrics: Metrics
-
-    def __init__(self, app: AsyncApp, app_token: str, web_client: AsyncWebClient) -> None:
+    def __init__(
+        self, app: AsyncApp, app_token: str, web_client: AsyncWebClient, metrics: Metrics
+    ) -> None:
         # Bolt's own __init__, with our client class.
         self.app = app
         self.app_token = app_token
         self.client = FrameClient(app_token=app_token, logger=app.logger, web_client=web_client)
-        self.client.socket_mode_request_listeners.append(self.handle)
-
-    async def handle(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
-        if req.type == "events_api" and is_noise(req.payload):
-            start = time.perf_counter()
-            await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
-            self.metrics.ack("event", True, time.perf_counter() - start)
-            return
-        await super().handle(client, req)  # type: ignore[arg-type]
+        self.client.metrics = metrics
+        self.client.socket_mode_request_listeners.append(self.handle)  # type: ignore[arg-type]
 
 
 async def start_socket_mode(rt: Runtime) -> AsyncSocketModeHandler:
     assert rt.settings.slack_app_token is not None
     handler = SocketModeHandler(
-        rt.app, app_token=rt.settings.slack_app_token.get_secret_value(), web_client=rt.client
+        rt.app,
+        app_token=rt.settings.slack_app_token.get_secret_value(),
+        web_client=rt.client,
+        metrics=rt.metrics,
     )
-    handler.metrics = rt.metrics
     timeout = rt.settings.socket_connect_timeout_s
     try:
         # connect_async() retries forever on a bad app token: bound it and say why.

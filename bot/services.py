@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.config import Settings
 from bot.crashpoints import CrashPoints
-from bot.pipeline.triggers import Trigger, TriggerKind
+from bot.pipeline.triggers import StartSession, Trigger, TriggerKind
 from storage.home import HomeMarks
 from storage.intake import Intake
 from storage.repository import Repository
@@ -40,12 +41,17 @@ class HandlerServices:
         lease_ms = self.eager.lease_ms if self.eager is not None else 0
         if trigger.kind is TriggerKind.DELETE:
             lease_ms = 0  # a worker deletes: it takes the lease even from a running render
+        create = None
+        if isinstance(trigger, StartSession) and lease_ms:
+            create = trigger.new_session(
+                default_policy=self.settings.approval_policy, now=time.time()
+            ).model_copy(update={"rev": 1})
         try:
-            recorded = await self.intake.submit(trigger, eager_lease_ms=lease_ms)
+            recorded = await self.intake.submit(trigger, eager_lease_ms=lease_ms, create=create)
         except Exception:
             log.exception("intake failed for %s", trigger.kind)
             return False
         self.crash.reach("after_intake")
         if recorded.fence and self.eager is not None:
-            self.eager.start(trigger, recorded.fence, recorded.session)
+            self.eager.start(trigger, recorded.fence, recorded.session, created=recorded.created)
         return True

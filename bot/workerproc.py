@@ -183,6 +183,9 @@ def worker_main(
     if os.getppid() != listener_pid:
         return  # the listener died before we could ask to follow it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the listener decides
+    if settings.worker_nice:
+        with contextlib.suppress(OSError):
+            os.nice(settings.worker_nice)  # the listener first when the CPU is short
     logs.setup(settings.log_level, settings.secrets(), settings.log_format)
     try:
         serving = _serve_jobs(settings, redis_url, listener_pid, ready, conn)

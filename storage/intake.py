@@ -42,6 +42,8 @@ class Recorded:
     fence: int = 0
     # With a fence: the session as the script read it while taking the lease (None: no session).
     session: Session | None = None
+    # With a fence: the script created ``session`` (``create``): a new session, nothing posted.
+    created: bool = False
 
 
 class Intake:
@@ -49,11 +51,15 @@ class Intake:
         self._scripts = scripts
         self._session_ttl_s = session_ttl_s
 
-    async def submit(self, trigger: Trigger, *, eager_lease_ms: int = 0) -> Recorded:
+    async def submit(
+        self, trigger: Trigger, *, eager_lease_ms: int = 0, create: Session | None = None
+    ) -> Recorded:
         """Record a command or click trigger (dedupe + enqueue, atomically).
 
         With ``eager_lease_ms`` the same script also takes the session's lease when it is free,
-        so the listener can show the first change itself right after the ack (bot/jobs/eager.py).
+        so the listener can show the first change itself right after the ack (bot/jobs/eager.py);
+        ``create`` (a new /story's session, rev 1) is then written if there is no session yet —
+        the commit the lane would otherwise make before it can post the session card.
         """
         team, sid = trigger.team_id, trigger.session_id
         script_keys = [keys.dedupe(team, trigger.job_id), keys.jobs_stream(team)]
@@ -68,7 +74,13 @@ class Intake:
                 keys.history(team, sid),
                 keys.messages(team, sid),
             ]
-            args += [eager_lease_ms, self._session_ttl_s, keys.DEDUPE_TTL_S, keys.EAGER_TTL_S]
+            args += [
+                eager_lease_ms,
+                self._session_ttl_s,
+                keys.DEDUPE_TTL_S,
+                keys.EAGER_TTL_S,
+                create.model_dump_json() if create is not None else "",
+            ]
         if trigger.kind is TriggerKind.CANCEL:
             # The render under way holds the lease for minutes: it watches this key instead.
             script_keys.append(keys.cancel(team, sid))
@@ -81,7 +93,7 @@ class Intake:
         if int(fence):
             # What the script read with the lease, for the eager lane: the lane's task is
             # started from this one (it inherits the context) and reads it instead of Redis.
-            tomb, history_len, ledger = data[1:4]
+            tomb, history_len, ledger, created = data[1:5]
             jobview.begin(
                 JobView(
                     team_id=team,
@@ -97,9 +109,11 @@ class Intake:
                         str(k): str(v) for k, v in zip(ledger[0::2], ledger[1::2], strict=True)
                     },
                     markers=False,
+                    unflushed={},
                     not_in=asyncio.current_task(),
                 )
             )
+            return Recorded(Outcome.ENQUEUED, int(fence), session, created=bool(int(created)))
         return Recorded(Outcome.ENQUEUED, int(fence), session)
 
     async def submit_feedback(

@@ -52,6 +52,9 @@ class JobView:
     versions: dict[str, str] = field(default_factory=dict)  # field → JSON (never rewritten)
     finished: bool = False  # the job's last commit acknowledged it and gave the lease back
     markers: bool = True  # done and eager markers were read (the eager lane's view has none)
+    # The eager lane's delivery-ledger records (slot → ts), written by its hand-off
+    # (handoff.lua) instead of one round trip each; None: every record is written at once.
+    unflushed: dict[str, str] | None = None
     # The task that read it for others (the handler that ran the intake): not served there,
     # only in the tasks it starts — the eager lane — so the handler's own code reads Redis.
     not_in: asyncio.Task[object] | None = None

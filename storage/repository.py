@@ -39,6 +39,17 @@ class EagerState(StrEnum):
     HANDED = "handed"  # handed over (finished, or stopped before posting anything)
 
 
+@dataclass(frozen=True)
+class HandOff:
+    """What the eager lane's hand-off did: ``ours``, the lease was still the lane's (the job's
+    marker says how it left the job); ``lost``, the (slot, ts) of each message the lane posted
+    whose slot already had another recorded (two messages for one slot: the lane deletes its
+    own)."""
+
+    ours: bool
+    lost: list[tuple[str, str]]
+
+
 @dataclass
 class Writes:
     """Extra writes committed atomically with a session (see ``commit.lua``)."""
@@ -392,15 +403,32 @@ class Repository:
         state: EagerState,
         *,
         reserve_ms: int,
-    ) -> bool:
+    ) -> HandOff:
         """The eager lane gives the lease back, saying how it left the job; a job it showed the
-        first change of keeps the lease reserved for its worker for ``reserve_ms``."""
-        done = await self.scripts.run(
+        first change of keeps the lease reserved for its worker for ``reserve_ms``. The same
+        script writes the lane's delivery-ledger records."""
+        view = jobview.current(team_id, session_id)
+        records = dict(view.unflushed or {}) if view is not None else {}
+        ours, *lost = await self.scripts.run(
             "handoff",
-            [keys.lock(team_id, session_id), keys.eager(team_id, job_id)],
-            [token, keys.EAGER_TTL_S, state.value, job_id, reserve_ms],
+            [
+                keys.lock(team_id, session_id),
+                keys.eager(team_id, job_id),
+                keys.messages(team_id, session_id),
+            ],
+            [
+                token,
+                keys.EAGER_TTL_S,
+                state.value,
+                job_id,
+                reserve_ms,
+                self.session_ttl_s,
+                *[x for pair in records.items() for x in pair],
+            ],
         )
-        return bool(done)
+        if view is not None:
+            view.unflushed = None  # written: anything after goes straight to Redis
+        return HandOff(bool(int(ours)), [(str(slot), records[str(slot)]) for slot in lost])
 
     async def eager_state(self, team_id: str, job_id: str) -> EagerState | None:
         """What the eager lane did with a job; None if it never ran it."""
@@ -427,6 +455,14 @@ class Repository:
     async def _ledger_put(
         self, session: Session, slot: str, value: str, *, keep_first: bool
     ) -> str:
+        view = jobview.current(session.team_id, session.id)
+        if view is not None and view.unflushed is not None and keep_first:
+            # The eager lane: its hand-off writes the record (first writer wins there too). If
+            # the lane dies before, its "running" marker has the worker look in Slack instead.
+            if known := view.ledger.get(slot):
+                return known
+            view.ledger[slot] = view.unflushed[slot] = value
+            return value
         stored = await self.scripts.run(
             "hput",
             [keys.messages(session.team_id, session.id)],

@@ -28,6 +28,7 @@ from bot.logs import correlation_id, session_id, team_id
 from bot.pipeline.models import Session
 from bot.pipeline.triggers import Trigger
 from bot.slack.gateway import LeaseLost, SlackGateway, lease_guard
+from storage import jobview
 from storage.repository import CommitConflict, EagerState
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,12 @@ class EagerLane:
         self._running: set[asyncio.Task[None]] = set()
         self.deferred = 0
 
-    def start(self, trigger: Trigger, fence: int, session: Session | None) -> None:
+    def start(
+        self, trigger: Trigger, fence: int, session: Session | None, *, created: bool = False
+    ) -> None:
         """Run ``trigger``'s job now, under the lease (``fence``) the intake script took, from
-        the ``session`` the script read with it."""
-        task = asyncio.create_task(self._run(trigger, fence, session))
+        the ``session`` the script read with it (``created``: the script wrote it: a new one)."""
+        task = asyncio.create_task(self._run(trigger, fence, session, created))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
@@ -58,13 +61,17 @@ class EagerLane:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _run(self, trigger: Trigger, fence: int, session: Session | None) -> None:
+    async def _run(
+        self, trigger: Trigger, fence: int, session: Session | None, created: bool
+    ) -> None:
         token = correlation_id.set(f"{trigger.job_id}#eager")
         team, sid = trigger.team_id, trigger.session_id
         team_id.set(team)  # this task's own context: its log lines name workspace and session
         session_id.set(sid)
         lease_guard.set(lambda: self.repo.holds(team, sid, fence))
-        job = Job(trigger.job_id, trigger, "", 0, fence, eager=True, session=session)
+        job = Job(
+            trigger.job_id, trigger, "", 0, fence, eager=True, session=session, created=created
+        )
         state = EagerState.RUNNING  # failed part-way: the worker looks for what it posted
         try:
             if isinstance(self.flows.ctx.gateway, SlackGateway):
@@ -80,5 +87,18 @@ class EagerLane:
             log.exception("eager lane failed; the workers take the job")
         finally:
             with contextlib.suppress(Exception):
-                await self.repo.handoff(team, sid, fence, job.id, state, reserve_ms=self.lease_ms)
+                lost = await self.repo.handoff(
+                    team, sid, fence, job.id, state, reserve_ms=self.lease_ms
+                )
+                await self._take_back(team, sid, lost.lost)
             correlation_id.reset(token)
+
+    async def _take_back(self, team: str, sid: str, lost: list[tuple[str, str]]) -> None:
+        """A slot another attempt had already recorded: the message the lane posted for it is
+        a second one, deleted (as ``SlackGateway.post_once`` does when its record loses)."""
+        view = jobview.current(team, sid)
+        if not lost or view is None or view.session is None:
+            return
+        for slot, ts in lost:
+            log.warning("slot %s was posted by another attempt; deleting ours", slot)
+            await self.flows.ctx.gateway.delete(view.session, ts)

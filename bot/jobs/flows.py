@@ -151,21 +151,10 @@ class Flows:
         s = await job.load(ctx.repo)
         fresh_session = s is None
         if s is None:
-            now = ctx.clock()
-            fresh = Session(
-                id=t.session_id,
-                team_id=t.team_id,
-                channel_id=t.channel_id,
-                owner_id=t.user_id,
-                prompt=t.prompt,
-                tone=t.tone,
-                duration_s=t.duration_s,
-                policy=t.policy or ctx.settings.approval_policy,
-                active_job=job.id,
-                created_at=now,
-                updated_at=now,
-            )
+            fresh = t.new_session(default_policy=ctx.settings.approval_policy, now=ctx.clock())
             s = await ctx.repo.commit(None, fresh, fence=job.fence)
+        elif job.created:
+            fresh_session = True  # the intake script created it with the lane's lease
         if s.status is Status.UNPOSTABLE:
             return
         if s.thread_ts is None:

@@ -26,6 +26,8 @@ class Job:
     shown: bool = False
     # Eager lane only: the session as read together with the lease (None: there is none).
     session: Session | None = None
+    # Eager lane only: the intake script created ``session`` (a new /story): nothing was posted.
+    created: bool = False
 
     async def load(self, repo: SessionReader) -> Session | None:
         """The session this job works on: the eager lane's copy, else read now."""

@@ -27,7 +27,7 @@ from bot.pipeline.drafts import FeedbackAnswer, StoryDraft
 from bot.pipeline.models import Session, StoryVersion, Turn, Usage
 from bot.pipeline.prompts import ChatMessage
 from bot.slack.blocks import Rendered
-from storage.repository import EagerState, Writes
+from storage.repository import EagerState, HandOff, Writes
 
 __all__ = [
     "AnswerDraft",
@@ -188,7 +188,7 @@ class Leases(Protocol):
         state: EagerState,
         *,
         reserve_ms: int,
-    ) -> bool: ...
+    ) -> HandOff: ...
 
     async def eager_state(self, team_id: str, job_id: str) -> EagerState | None: ...
 

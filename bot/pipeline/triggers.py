@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.pipeline.models import ApprovalPolicy, Stage
+from bot.pipeline.models import ApprovalPolicy, Session, Stage
 
 
 class TriggerKind(StrEnum):
@@ -54,6 +54,23 @@ class StartSession(_Trigger):
     @property
     def job_id(self) -> str:
         return f"start:{self.team_id}:{self.session_id}"
+
+    def new_session(self, *, default_policy: ApprovalPolicy, now: float) -> Session:
+        """The session this command starts, as its first commit writes it (rev 1): the intake
+        script creates it with the eager lane's lease, or the worker's first commit does."""
+        return Session(
+            id=self.session_id,
+            team_id=self.team_id,
+            channel_id=self.channel_id,
+            owner_id=self.user_id,
+            prompt=self.prompt,
+            tone=self.tone,
+            duration_s=self.duration_s,
+            policy=self.policy or default_policy,
+            active_job=self.job_id,
+            created_at=now,
+            updated_at=now,
+        )
 
 
 class Feedback(_Trigger):

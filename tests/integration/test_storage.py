@@ -97,11 +97,13 @@ async def test_intake_takes_the_lease_for_the_eager_lane_only_when_free(
     assert await repo.eager_state("T1", job) is EagerState.RUNNING
     assert await repo.eager_state("T1", click("2.0").job_id) is None  # no lane ran that one
     # Handing off frees the lease and records how the lane left the job, only while ours.
-    assert not await repo.handoff(
-        "T1", "s1", first.fence + 1, job, EagerState.SHOWN, reserve_ms=5000
-    )
+    assert not (
+        await repo.handoff("T1", "s1", first.fence + 1, job, EagerState.SHOWN, reserve_ms=5000)
+    ).ours
     assert await repo.eager_state("T1", job) is EagerState.RUNNING
-    assert await repo.handoff("T1", "s1", first.fence, job, EagerState.SHOWN, reserve_ms=5000)
+    assert (
+        await repo.handoff("T1", "s1", first.fence, job, EagerState.SHOWN, reserve_ms=5000)
+    ).ours
     assert await repo.eager_state("T1", job) is EagerState.SHOWN
     assert 0 < await redis.ttl(keys.eager("T1", job)) <= keys.EAGER_TTL_S
     # "shown": the lease stays reserved for this job's worker; no other job slips in between.

@@ -56,7 +56,7 @@ from bot.slack.blocks import Rendered
 from bot.slack.gateway import NotPostable, SlackDeliveryError
 from bot.slack.uploads import UploadRefused
 from storage import keys
-from storage.repository import CommitConflict, EagerState, Writes
+from storage.repository import CommitConflict, EagerState, HandOff, Writes
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 VersionT = TypeVar("VersionT", bound=BaseModel)
@@ -296,16 +296,17 @@ class MemoryStore:
         state: EagerState,
         *,
         reserve_ms: int,
-    ) -> bool:
+    ) -> HandOff:
+        # The fake writes ledger records at once (no job view): none wait for the hand-off.
         lock = keys.lock(team_id, session_id)
         if self.string(lock) != str(token):
-            return False
+            return HandOff(False, [])
         self.set_string(keys.eager(team_id, job_id), state.value)
         if state is EagerState.SHOWN:
             self.set_string(lock, f"handoff:{job_id}")
         else:
             self.delete(lock)
-        return True
+        return HandOff(True, [])
 
     async def eager_state(self, team_id: str, job_id: str) -> EagerState | None:
         raw = self.string(keys.eager(team_id, job_id))
