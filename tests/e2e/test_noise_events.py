@@ -63,3 +63,28 @@ async def test_noise_is_acked_after_the_signature_check_and_records_nothing(
     assert await snapshot(redis) == {}
     assert await queued(redis) == 0
     assert emu.bot_messages() == [] and llm.requests == []
+
+
+@pytest.mark.parametrize("mode", ["socket"], indirect=True)
+async def test_socket_mode_acks_noise_frames_without_bolt_and_records_nothing(
+    emu: SlackEmulator, llm: FakeLLM, redis: Redis, app: AppUnderTest
+) -> None:
+    """Our own post coming back over Socket Mode is acked straight from the parsed frame
+    (``bot/runtime.py: FrameClient``): an empty ack with its envelope id, nothing recorded —
+    while a human's top-level message (also noise) and an edit get the same."""
+    base = {"channel": CHANNEL, "channel_type": "channel", "team": emu.team_id}
+    events = [
+        {**base, "type": "message", "user": emu.bot_user_id, "bot_id": "B0STORYLOOP",
+         "text": "Story v1", "ts": "1767229999.000200", "thread_ts": "1767225600.000100"},
+        {**base, "type": "message", "user": "U0ALICE", "text": "lunch?", "ts": "1767229999.0003"},
+        {**base, "type": "message", "subtype": "message_changed",
+         "message": {"text": "edited", "ts": "1767229999.0003"}, "ts": "1767229999.0004"},
+    ]  # fmt: skip
+    for event in events:
+        ack = await emu.emit_event(event)
+        assert ack.ok and ack.transport == "socket"
+        assert dict(ack) == {}  # an empty ack: no payload, nothing to show
+    await asyncio.sleep(0.2)
+    assert await snapshot(redis) == {}
+    assert await queued(redis) == 0
+    assert emu.bot_messages() == [] and llm.requests == []

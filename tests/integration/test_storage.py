@@ -13,7 +13,7 @@ from bot.pipeline.triggers import Approve, Feedback, StartSession
 from storage import keys
 from storage.intake import Intake, Outcome
 from storage.queue import JobQueue
-from storage.repository import CommitConflict, EagerState, Repository, Writes
+from storage.repository import CommitConflict, EagerState, HandOff, Repository, Writes
 
 TTL = 3600
 
@@ -317,3 +317,69 @@ async def test_stage_versions_live_beside_the_storys(repo: Repository) -> None:
     assert await repo.artifact(s, Stage.STORYBOARD, 1, StoryboardVersion) == board
     assert await repo.artifacts(s, Stage.STORYBOARD, StoryboardVersion) == [(1, board)]
     assert await repo.version(s, 1) is None  # the story's versions are separate
+
+
+async def test_a_new_storys_intake_creates_its_session_with_the_lanes_lease(
+    redis: Redis, intake: Intake, repo: Repository
+) -> None:
+    """The eager lane posts the card with no commit first: the intake script writes the session
+    (rev 1) it would have committed — only when there is none, and only with the lease."""
+    t = start_trigger(sid="s9")
+    fresh = t.new_session(default_policy=make_session().policy, now=5.0).model_copy(
+        update={"rev": 1}
+    )
+    recorded = await intake.submit(t, eager_lease_ms=5000, create=fresh)
+    assert recorded.fence > 0 and recorded.created
+    assert recorded.session == fresh
+    stored = await repo.get("T1", "s9")
+    assert stored == fresh and stored.active_job == t.job_id
+    assert 0 < await redis.ttl(keys.session("T1", "s9")) <= TTL
+    # A commit from there is compare-and-set on rev 1, as after the worker's own first commit.
+    moved = await repo.commit(stored, stored.model_copy(update={"thread_ts": "7.7"}), fence=None)
+    assert moved.rev == 2
+    # Seen before: nothing is written again, nothing is leased.
+    assert (await intake.submit(t, eager_lease_ms=5000, create=fresh)).outcome is (
+        Outcome.DUPLICATE
+    )
+    assert (await repo.get("T1", "s9")) == moved
+    # Without the lease (the session is busy) the script creates nothing: the worker does.
+    other = start_trigger(sid="s10")
+    await redis.set(keys.lock("T1", "s10"), "someone", px=5000)
+    busy = await intake.submit(
+        other,
+        eager_lease_ms=5000,
+        create=other.new_session(default_policy=fresh.policy, now=5.0),
+    )
+    assert busy.fence == 0 and not busy.created
+    assert await repo.get("T1", "s10") is None
+
+
+async def test_the_eager_lanes_ledger_records_are_written_by_its_handoff(
+    redis: Redis, intake: Intake, repo: Repository
+) -> None:
+    """In the lane, a message's record waits for the hand-off (one round trip for all); the
+    first record of a slot still wins, and a lane message that lost is named for deletion."""
+    s = make_session()
+    await repo.commit(None, s, fence=None)
+    ledger = keys.messages("T1", "s1")
+    recorded = await intake.submit(approve_click(action_ts="3.0"), eager_lease_ms=5000)
+    assert recorded.fence > 0
+    job = approve_click(action_ts="3.0").job_id
+
+    async def lane() -> tuple[str, str, object]:
+        # Served from the intake's view in the lane's task (as EagerLane.start runs it).
+        notice = await repo.record_message(s, "approved:story", "111.1")
+        assert await redis.hget(ledger, "approved:story") is None  # not written yet
+        assert await repo.message_ts(s, "approved:story") == "111.1"  # but known to the lane
+        await redis.hset(ledger, "card", "999.9")  # another attempt recorded the card meanwhile
+        card = await repo.record_message(s, "card", "222.2")
+        out = await repo.handoff("T1", "s1", recorded.fence, job, EagerState.SHOWN, reserve_ms=5)
+        return notice, card, out
+
+    notice, card, out = await asyncio.create_task(lane())
+    assert notice == "111.1" and card == "222.2"
+    assert out == HandOff(True, [("card", "222.2")])  # the lane deletes its second card
+    assert await redis.hget(ledger, "approved:story") == "111.1"
+    assert await redis.hget(ledger, "card") == "999.9"  # the first record kept
+    assert 0 < await redis.ttl(ledger) <= TTL
+    assert await repo.eager_state("T1", job) is EagerState.SHOWN
