@@ -14,6 +14,7 @@ from enum import Enum
 
 from pydantic import TypeAdapter
 
+from bot.pipeline import slots
 from bot.pipeline.models import Session, Turn
 from bot.pipeline.triggers import Feedback, Trigger, TriggerKind
 from storage import jobview, keys
@@ -110,6 +111,7 @@ class Intake:
                     },
                     markers=False,
                     unflushed={},
+                    defer=True,
                     not_in=asyncio.current_task(),
                 )
             )
@@ -142,6 +144,7 @@ class Intake:
                     keys.thread_prefix(feedback.team_id),
                     self._session_ttl_s,
                     "1" if replying_to_us else "0",
+                    slots.stream_mark(slots.reply(feedback.ts)),
                 ],
             )
         outcomes = {1: Outcome.ENQUEUED, 2: Outcome.ENQUEUED, 0: Outcome.NOT_OURS}

@@ -2,9 +2,10 @@
 
 A worker takes the lease with ``claim.lua``, which in the same round trip reads what every job
 reads next: its done and eager markers, the tombstone, the session, its history, its delivery
-ledger, the job's cached LLM answers and the current version. While the lease is ours nobody
-else writes the session, its ledger or its versions (every writer holds the lease, and a commit
-is fenced by it), so these reads stay true for the job — except what the job itself writes,
+ledger, the job's cached LLM answers, the current and approved versions and the paid items.
+While the lease is ours nobody else writes the session, its ledger, its versions or its items
+(every writer holds the lease, and a commit is fenced by it), so these reads stay true for the
+job — except what the job itself writes,
 which the repository folds in as it writes it. Reading them again would only repeat the same
 answers at a round trip each.
 
@@ -50,11 +51,18 @@ class JobView:
     ledger: dict[str, str] = field(default_factory=dict)
     llm: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)  # field → JSON (never rewritten)
+    # The session's paid items (field → JSON), written only under the lease (item.lua); None:
+    # not read (the eager lane's view), read them from Redis.
+    items: dict[str, str] | None = None
     finished: bool = False  # the job's last commit acknowledged it and gave the lease back
     markers: bool = True  # done and eager markers were read (the eager lane's view has none)
-    # The eager lane's delivery-ledger records (slot → ts), written by its hand-off
-    # (handoff.lua) instead of one round trip each; None: every record is written at once.
+    # Delivery-ledger records (slot → ts) kept here and written by one later round trip
+    # instead of one each: the eager lane's by its hand-off (handoff.lua), a worker's by the
+    # job's finish (finish.lua). None: nothing kept. ``defer``: new records are kept (else
+    # written at once); on for the whole lane, for a worker only while it shows steps that a
+    # retry replays looking in Slack first (bot/jobs/delivery.py).
     unflushed: dict[str, str] | None = None
+    defer: bool = False
     # The task that read it for others (the handler that ran the intake): not served there,
     # only in the tasks it starts — the eager lane — so the handler's own code reads Redis.
     not_in: asyncio.Task[object] | None = None

@@ -182,7 +182,8 @@ EARLY_REPLIES_TTL_S = 3600
 
 
 def thread_prefix(team_id: str) -> str:
-    """Prefix the feedback intake script completes with a session id (``…:s:{sid}:hist``)."""
+    """Prefix the feedback intake script completes with a session id (``…:s:{sid}:hist``,
+    ``…:s:{sid}:msgs``)."""
     return f"{_t(team_id)}:s:"
 
 

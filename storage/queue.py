@@ -43,6 +43,9 @@ class QueuedJob:
     job_id: str
     payload: dict[str, Any]
     deliveries: int
+    # The listener's eager lane took the session's lease for this job at intake (intake.lua):
+    # on a first delivery the lease is still the lane's for a moment, so a claim can wait.
+    laned: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,8 @@ class JobQueue:
         payload = json.loads(fields["job"])
         if "sid" in fields and not payload.get("session_id"):
             payload["session_id"] = fields["sid"]
-        return QueuedJob(f"{index}/{entry_id}", fields["id"], payload, deliveries)
+        laned = fields.get("lane") == "1"
+        return QueuedJob(f"{index}/{entry_id}", fields["id"], payload, deliveries, laned)
 
     async def _read_one(self, index: int, block_ms: int | None) -> QueuedJob | None:
         stream = keys.shard_stream(index)
@@ -212,20 +216,43 @@ class JobQueue:
             await pipe.execute()
 
     async def finish(
-        self, entry_id: str, team_id: str, session_id: str, fence: int, *, job_id: str = ""
-    ) -> None:
+        self,
+        entry_id: str,
+        team_id: str,
+        session_id: str,
+        fence: int,
+        *,
+        job_id: str = "",
+        ledger_ttl_s: int = 0,
+    ) -> list[tuple[str, str]]:
         """Acknowledge a finished job and give its session's lease back (if still ``fence``'s),
-        in one round trip (finish.lua); ``fence`` 0: no lease to give back. Nothing to do when
-        the job's last commit already did it (``Repository.commit(…, finish=…)``)."""
+        in one round trip (finish.lua); ``fence`` 0: no lease to give back. The same script
+        writes the delivery-ledger records the job kept for it (``Repository.defer_records``,
+        kept ``ledger_ttl_s``). Only those are left when the job's last commit already
+        acknowledged it (``Repository.commit(…, finish=…)``).
+
+        Returns the (slot, ts) of each message the job posted whose slot already had another
+        recorded: a second message for the slot, for the caller to delete."""
         view = jobview.current_job(job_id) if job_id else None
-        if view is not None and view.finished:
-            return
+        records = dict(view.unflushed or {}) if view is not None else {}
+        if view is not None:
+            view.unflushed = None
+            if view.finished and not records:
+                return []
         stream, raw = _place(entry_id)
-        await self._scripts.run(
+        done = view is not None and view.finished
+        lost = await self._scripts.run(
             "finish",
-            [stream, keys.lock(team_id, session_id)],
-            [keys.JOBS_GROUP, raw, str(fence) if fence else ""],
+            [stream, keys.lock(team_id, session_id), keys.messages(team_id, session_id)],
+            [
+                keys.JOBS_GROUP,
+                "" if done else raw,
+                str(fence) if fence else "",
+                ledger_ttl_s,
+                *[x for pair in records.items() for x in pair],
+            ],
         )
+        return [(str(slot), records[str(slot)]) for slot in lost]
 
     async def depth(self) -> int:
         """Jobs not yet acknowledged, over every shard (acks delete entries)."""

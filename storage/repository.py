@@ -281,8 +281,18 @@ class Repository:
 
     # --- paid items (images, clips): their state before and after each paid step ----------
     async def items(self, session: Session) -> dict[str, PaidItem]:
-        raw = await self.redis.hgetall(keys.items(session.team_id, session.id))
-        return {str(field): PaidItem.model_validate_json(value) for field, value in raw.items()}
+        view = jobview.current(session.team_id, session.id)
+        if view is not None and view.items is not None:
+            raw: dict[str, str] = view.items  # read with the lease; only this job writes them
+        else:
+            raw = {
+                str(k): str(v) for k, v in (await self.redis.hgetall(self._items(session))).items()
+            }
+        return {field: PaidItem.model_validate_json(value) for field, value in raw.items()}
+
+    @staticmethod
+    def _items(session: Session) -> str:
+        return keys.items(session.team_id, session.id)
 
     async def set_item(
         self,
@@ -308,6 +318,9 @@ class Repository:
         done = await self.scripts.run("item", script_keys, args)
         if int(done) != 1:
             raise CommitConflict("lease lost")
+        view = jobview.current(session.team_id, session.id)
+        if view is not None and view.items is not None:
+            view.items[field] = item.model_dump_json()
 
     async def record_spend(self, team_id: str, day: str, item_id: str, cost_usd: float) -> float:
         """Count one paid item's cost in its workspace's day, once; returns the day's total."""
@@ -357,6 +370,7 @@ class Repository:
                 keys.messages(team_id, session_id),
                 keys.llm_results(job_id),
                 keys.versions(team_id, session_id),
+                keys.items(team_id, session_id),
             ],
             [lease_ms, self.session_ttl_s, keys.DEDUPE_TTL_S, job_id],
         )
@@ -427,7 +441,7 @@ class Repository:
             ],
         )
         if view is not None:
-            view.unflushed = None  # written: anything after goes straight to Redis
+            view.unflushed, view.defer = None, False  # anything after goes straight to Redis
         return HandOff(bool(int(ours)), [(str(slot), records[str(slot)]) for slot in lost])
 
     async def eager_state(self, team_id: str, job_id: str) -> EagerState | None:
@@ -456,9 +470,11 @@ class Repository:
         self, session: Session, slot: str, value: str, *, keep_first: bool
     ) -> str:
         view = jobview.current(session.team_id, session.id)
-        if view is not None and view.unflushed is not None and keep_first:
-            # The eager lane: its hand-off writes the record (first writer wins there too). If
-            # the lane dies before, its "running" marker has the worker look in Slack instead.
+        if view is not None and view.defer and view.unflushed is not None and keep_first:
+            # Kept for one later write (first writer wins there too): the eager lane's hand-off
+            # — if the lane dies before, its "running" marker has the worker look in Slack —
+            # or a worker's finish — if it dies before, the job comes back and replays these
+            # steps looking in Slack first (Job.recover).
             if known := view.ledger.get(slot):
                 return known
             view.ledger[slot] = view.unflushed[slot] = value
@@ -472,6 +488,18 @@ class Repository:
         if view is not None:
             view.ledger[slot] = str(stored)
         return str(stored)
+
+    def defer_records(self, job_id: str, *, on: bool) -> None:
+        """While ``on``, the running job's new delivery-ledger records wait for its finish
+        (``JobQueue.finish``), one round trip for all. Only for steps a retry replays with
+        ``recover`` (it finds an unrecorded post by its metadata): a record lost with a crash
+        costs a lookup then, never a second post."""
+        view = jobview.current_job(job_id)
+        if view is None or not view.markers:  # not a worker's job (the lane keeps its own)
+            return
+        view.defer = on
+        if on and view.unflushed is None:
+            view.unflushed = {}
 
     # --- deletion (``/story delete``, bot/jobs/deletion.py) ---------------------------------
     async def tombstone(self, team_id: str, session_id: str) -> dict[str, Any] | None:
@@ -574,8 +602,8 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
 
 def _view(team_id: str, session_id: str, job_id: str, found: list[Any]) -> JobView:
     """claim.lua's answer (after the token) as the job's view."""
-    done, eager, tomb, data, history, ledger, llm, field, current = found
-    view = JobView(
+    done, eager, tomb, data, history, ledger, llm, versions, items = found
+    return JobView(
         team_id=team_id,
         session_id=session_id,
         job_id=job_id,
@@ -586,10 +614,9 @@ def _view(team_id: str, session_id: str, job_id: str, found: list[Any]) -> JobVi
         history=[Turn.model_validate_json(item) for item in history],
         ledger=_pairs(ledger),
         llm=_pairs(llm),
+        versions=_pairs(versions),
+        items=_pairs(items),
     )
-    if field and current:
-        view.versions[str(field)] = str(current)
-    return view
 
 
 def _fold(view: JobView, committed: Session, writes: Writes) -> None:
@@ -608,3 +635,5 @@ def _fold(view: JobView, committed: Session, writes: Writes) -> None:
             view.done = dict(json.loads(a))
         elif op == "HDEL" and key == keys.llm_results(view.job_id):
             view.llm.pop(a, None)
+        elif op == "DEL" and key == keys.items(committed.team_id, committed.id):
+            view.items = {}

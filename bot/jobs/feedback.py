@@ -20,7 +20,7 @@ from bot.jobs.context import FlowContext
 from bot.jobs.model import Deferred, Job
 from bot.jobs.ports import AnswerDraft
 from bot.llm.client import LLMError
-from bot.pipeline import prompts, stage_prompts
+from bot.pipeline import prompts, slots, stage_prompts
 from bot.pipeline import review as say
 from bot.pipeline.drafts import FeedbackAnswer
 from bot.pipeline.intent import wants_regenerate
@@ -49,7 +49,7 @@ async def answer_replies(flows: Flows, job: Job, t: Feedback) -> None:
     pending = [x for x in history[s.answered_until : upto] if x.role is TurnRole.USER]
     if not pending:
         return  # answered together with an earlier reply (coalesced)
-    slot = f"reply:{pending[-1].ts}"
+    slot = slots.reply(pending[-1].ts)
     asked = [wants_regenerate(x.text) for x in pending]
     d = decide(s, Event(Act.REPLY, t.user_id, wants_regenerate=all(asked)), may_approve=False)
     if isinstance(d, Note):
@@ -74,7 +74,7 @@ async def answer_replies(flows: Flows, job: Job, t: Feedback) -> None:
         draft=lambda text: blocks.feedback_reply_draft(text, authors),
         stream=ctx.settings.stream_answers,
         recover=job.recover,
-        earlier=[f"reply:{x.ts}" for x in pending[:-1]],
+        earlier=[slots.reply(x.ts) for x in pending[:-1]],
         reach=ctx.crash.reach,
     )
     answer, usage = await _answer(ctx, job, s, history, pending, shown=shown)
@@ -118,7 +118,7 @@ async def _answer(
 ) -> tuple[FeedbackAnswer | None, Usage]:
     """The answer (cached if an earlier attempt got it: one LLM call per answer where it can
     be), streamed into ``shown`` as the LLM writes it."""
-    step = f"reply:{pending[-1].ts}"
+    step = slots.reply(pending[-1].ts)
     cached = await ctx.repo.cached_llm(job.id, step)
     if cached:
         data = json.loads(cached)

@@ -19,7 +19,7 @@ from bot.jobs.model import Job
 from bot.jobs.restore import restore
 from bot.jobs.stages.base import fail_stage
 from bot.jobs.stages.video import VideoStage
-from bot.pipeline import deletion
+from bot.pipeline import deletion, slots
 from bot.pipeline import review as say
 from bot.pipeline.approvals import current_votes, may_approve, needs_group_lookup
 from bot.pipeline.models import Approval, Session, Stage, Status
@@ -317,7 +317,7 @@ class Flows:
                 # the failure (stopping its stream), or post the failure if nothing is there.
                 answer = await self.ctx.gateway.open_answer(
                     s,
-                    f"reply:{t.ts}",
+                    slots.reply(t.ts),
                     recipient_id=t.user_id,
                     after_ts=t.ts,
                     draft=lambda _text: blocks.failure_final(reason),

@@ -117,6 +117,11 @@ class SessionStore(Protocol):
         """Record a slot's ts (or file id) unless one was recorded first; returns the winner."""
         ...
 
+    def defer_records(self, job_id: str, *, on: bool) -> None:
+        """While ``on``, ``record_message`` keeps the job's records for its finish to write
+        (one round trip for all); only for steps a retry replays looking in Slack first."""
+        ...
+
     async def cancel_requested(self, session: Session) -> dict[str, str] | None:
         """A Cancel click recorded at intake while a render holds the session."""
         ...

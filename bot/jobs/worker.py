@@ -167,7 +167,10 @@ class Worker:
                 # A delete doesn't wait for a render holding the session: it fences it out.
                 fence = await self.repo.seize(team, sid, self.lease_ms)
             else:
-                fence = await self._acquire(team, sid, queued.job_id, heartbeat)
+                # A job the eager lane runs first: its lease is the lane's until the lane
+                # hands it over (a post or two away), so the first claim would be refused.
+                wait = queued.laned and queued.deliveries == 1
+                fence = await self._acquire(team, sid, queued.job_id, heartbeat, wait=wait)
             if fence == 0:
                 return "lost"  # another worker took the job over while we waited
             lease.fence = fence
@@ -210,9 +213,18 @@ class Worker:
                     log.exception("could not report giving up job %s", job.id)
             else:
                 await self.flows.run(job)
-            # Acknowledged and the lease given back in one round trip: nothing to release below.
-            await self.queue.finish(queued.entry_id, team, sid, fence, job_id=job.id)
+            # Acknowledged and the lease given back in one round trip, with the delivery
+            # records the job kept for it: nothing to release below.
+            lost = await self.queue.finish(
+                queued.entry_id,
+                team,
+                sid,
+                fence,
+                job_id=job.id,
+                ledger_ttl_s=self.flows.ctx.settings.session_ttl_days * 86400,
+            )
             fence = 0
+            await self._take_back(team, sid, lost)
             self.processed += 1
         except asyncio.CancelledError:
             if not lease.lost:
@@ -249,8 +261,10 @@ class Worker:
         return outcome
 
     async def _acquire(
-        self, team: str, sid: str, job_id: str, heartbeat: asyncio.Task[None]
+        self, team: str, sid: str, job_id: str, heartbeat: asyncio.Task[None], *, wait: bool
     ) -> int:
+        if wait:
+            await asyncio.sleep(LOCK_POLL_S)
         while True:
             fence = await self.repo.acquire(team, sid, self.lease_ms, job_id=job_id)
             if fence:
@@ -258,6 +272,17 @@ class Worker:
             if heartbeat.done() or self._stopping.is_set():
                 return 0
             await asyncio.sleep(LOCK_POLL_S)
+
+    async def _take_back(self, team: str, sid: str, lost: list[tuple[str, str]]) -> None:
+        """A slot another attempt had already recorded: the message this job posted for it is
+        a second one, deleted (as ``SlackGateway.post_once`` does when its record loses)."""
+        s = await self.repo.get(team, sid) if lost else None
+        if s is None:
+            return
+        for slot, ts in lost:
+            log.warning("slot %s was posted by another attempt; deleting ours", slot)
+            with contextlib.suppress(Exception):
+                await self.flows.ctx.gateway.delete(s, ts)
 
     async def _replay(self, job: Job, marker: dict[str, Any]) -> None:
         """The job committed before a crash: replay only its delivery steps."""

@@ -42,6 +42,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.pipeline.models import Session
+from bot.pipeline.slots import STREAM_MARK
 from bot.slack.mrkdwn import escape
 from bot.slack.story_blocks import Rendered
 
@@ -58,7 +59,6 @@ __all__ = [
     "StreamedAnswer",
 ]
 
-STREAM_MARK = ":stream"  # ledger entry "{slot}:stream": a stream was (about to be) started
 APPEND_INTERVAL_S = 1.0
 EDIT_INTERVAL_S = 1.5
 MARKDOWN_MAX = 12_000  # markdown_text per call
@@ -319,7 +319,11 @@ class StreamedAnswer:
             await self._edit(text, now)
 
     async def _start(self, text: str) -> bool:
-        await self.gateway.ledger.note_message(self.session, self.slot + STREAM_MARK, "1")
+        ledger, mark = self.gateway.ledger, self.slot + STREAM_MARK
+        # A reply's mark is usually there already: its intake set it (bot/pipeline/slots.py),
+        # and the job's view (read with its lease) says so without a round trip.
+        if not await ledger.message_ts(self.session, mark):
+            await ledger.note_message(self.session, mark, "1")
         # Shielded, like post_once's post: if this job is stopped (its lease lost) while the
         # call is in flight, the stream Slack started is still recorded here — or, when another
         # worker won the slot meanwhile, ended and deleted — never left behind unrecorded.

@@ -8,6 +8,7 @@
 -- ARGV[7] eager marker ttl (s), ARGV[8] a new session's JSON (rev 1) to create if there is none
 -- yet ('' for other triggers): a new /story's first commit, made here so the lane can post the
 -- session card without a round trip first
+-- The job's stream entry carries 'lane' when the eager lane took the lease (see below).
 -- The marker says "running" until the lane hands the job over (handoff.lua): a worker that
 -- finds it still running knows an attempt may have posted before it died.
 -- With a signal (a Cancel: the job under way must see it without waiting for the lease it
@@ -18,17 +19,21 @@
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3]) then
   return {0, 0}
 end
-redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'job', ARGV[2])
 if #KEYS == 3 or #KEYS == 10 then
   redis.call('SET', KEYS[#KEYS], ARGV[#ARGV], 'EX', 3600)
 end
-if #KEYS < 9 then
-  return {1, 0}
+local token = 0
+if #KEYS >= 9 then
+  token = take_lease(KEYS[3], KEYS[4], KEYS[5], ARGV[4], ARGV[5], ARGV[6], '')
 end
-local token = take_lease(KEYS[3], KEYS[4], KEYS[5], ARGV[4], ARGV[5], ARGV[6], '')
 if token == 0 then
+  redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'job', ARGV[2])
   return {1, 0}
 end
+-- 'lane': the listener's eager lane holds the session for this job, so the worker that reads
+-- it waits a moment before its first claim instead of spending a round trip on a lease it
+-- can't have yet (storage/queue.py).
+redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'job', ARGV[2], 'lane', '1')
 redis.call('SET', KEYS[6], 'running', 'EX', ARGV[7])
 local data = redis.call('HGET', KEYS[5], 'data')
 local created = 0

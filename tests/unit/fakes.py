@@ -338,6 +338,9 @@ class MemoryStore:
     async def mark_done(self, job_id: str, marker: dict[str, Any]) -> None:
         self.set_string(keys.done(job_id), json.dumps(marker))
 
+    def defer_records(self, job_id: str, *, on: bool) -> None:
+        """Records are written at once here: an in-memory store has no round trips to save."""
+
     async def cached_llm(self, job_id: str, step: str) -> str | None:
         return self.hashes.get(keys.llm_results(job_id), {}).get(step)
 
