@@ -302,10 +302,14 @@ class Repository:
         *,
         fence: int,
         spend: tuple[str, str, float] | None = None,
-    ) -> None:
+        record: tuple[str, str] | None = None,
+    ) -> str:
         """Record an item's state; only the job holding the session's lease may. ``spend``
         (day, item id, cost): count the item's cost in its workspace's day in the same round
-        trip, as ``record_spend`` does (whatever the lease: the money is spent)."""
+        trip, as ``record_spend`` does (whatever the lease: the money is spent). ``record``
+        (slot, file id): the file the item was shared as, recorded in the delivery ledger with
+        it (as ``record_message``: the first record wins). Returns that slot's value after the
+        write ('' without ``record``)."""
         script_keys = [
             keys.lock(session.team_id, session.id),
             keys.items(session.team_id, session.id),
@@ -314,13 +318,21 @@ class Repository:
         if spend is not None:
             day, item_id, cost_usd = spend
             script_keys.append(keys.spend(session.team_id, day))
-            args += [item_id, repr(cost_usd), keys.SPEND_TTL_S]
-        done = await self.scripts.run("item", script_keys, args)
+            args += ["spend", item_id, repr(cost_usd), keys.SPEND_TTL_S]
+        elif record is not None:
+            script_keys.append(keys.messages(session.team_id, session.id))
+            args += ["record", *record]
+        else:
+            args.append("")
+        done, winner = await self.scripts.run("item", script_keys, args)
         if int(done) != 1:
             raise CommitConflict("lease lost")
         view = jobview.current(session.team_id, session.id)
         if view is not None and view.items is not None:
             view.items[field] = item.model_dump_json()
+        if view is not None and record is not None:
+            view.ledger[record[0]] = str(winner)
+        return str(winner)
 
     async def record_spend(self, team_id: str, day: str, item_id: str, cost_usd: float) -> float:
         """Count one paid item's cost in its workspace's day, once; returns the day's total."""

@@ -95,10 +95,13 @@ class SessionStore(Protocol):
         *,
         fence: int,
         spend: tuple[str, str, float] | None = None,
-    ) -> None:
+        record: tuple[str, str] | None = None,
+    ) -> str:
         """Record a paid item's state before its next step, only under the lease ``fence``;
         with ``spend`` (day, item id, cost) also count its cost as ``record_spend`` does —
-        first, and even when the lease is lost."""
+        first, and even when the lease is lost; with ``record`` (slot, file id) also record
+        the file it was shared as, as ``record_message`` does (one write for both). Returns
+        the slot's value after the write ('' without ``record``)."""
         ...
 
     async def record_spend(self, team_id: str, day: str, item_id: str, cost_usd: float) -> float:
@@ -333,8 +336,10 @@ class FileSharer(Protocol):
     """Files into a session's thread (``bot.slack.uploads.Uploads``).
 
     ``upload_once`` shares a slot's file at most once and records its file id in the same
-    ledger as posts (``message_ts(session, slot)`` finds it); it raises ``UploadRefused``
-    (with words for the user) when Slack won't take the file.
+    ledger as posts (``message_ts(session, slot)`` finds it) — or, with ``record=False``,
+    leaves that record to the caller's next write (``set_item(…, record=…)``): the pending
+    file id noted before the upload lets a retry find a shared file either way. It raises
+    ``UploadRefused`` (with words for the user) when Slack won't take the file.
     """
 
     async def upload_once(
@@ -347,6 +352,7 @@ class FileSharer(Protocol):
         title: str,
         thread_ts: str,
         comment: str | None = None,
+        record: bool = True,
     ) -> str: ...
 
     async def fetch(self, file_id: str) -> bytes:

@@ -85,18 +85,27 @@ class Uploads:
         title: str,
         thread_ts: str,
         comment: str | None = None,
+        record: bool = True,
     ) -> str:
-        """Share ``data`` in the thread unless ``slot`` was shared before; returns the file id."""
+        """Share ``data`` in the thread unless ``slot`` was shared before; returns the file id.
+
+        ``record=False``: the caller records the file id with its own next write (a paid
+        item's state, ``set_item(…, record=…)``), one round trip for both. Until then the
+        pending note (written before the upload is completed) is what a retry finds it by."""
         known = await self.ledger.message_ts(session, slot)
         if known:
             return known
         pending = await self.ledger.message_ts(session, f"{slot}:pending")
         if pending and await self._shared(session, pending, thread_ts):
+            if not record:
+                return pending
             return await self.ledger.record_message(session, slot, pending)
         file_id, url = await self._start(filename, len(data))
         await self.ledger.note_message(session, f"{slot}:pending", file_id)
         await self._send(url, data)
         await self._complete(session, file_id, title, thread_ts, comment)
+        if not record:
+            return file_id
         return await self.ledger.record_message(session, slot, file_id)
 
     async def fetch(self, file_id: str) -> bytes:

@@ -17,7 +17,7 @@ from bot.slack.streams import STREAM_MARK
 from storage import keys
 from storage.intake import Intake
 from storage.queue import JobQueue
-from storage.repository import Repository, Writes
+from storage.repository import CommitConflict, Repository, Writes
 from storage.scripts import NAMES, source
 from tests.integration.test_job_view import LEASE_MS, TTL, commands, stored_session, version
 from tests.integration.test_storage import approve_click, make_session
@@ -254,3 +254,37 @@ async def test_outside_a_workers_job_records_are_never_deferred(
     repo.defer_records(approve_click().job_id, on=True)  # no job view: nothing to keep them
     assert await commands(redis, lambda: repo.record_message(s, "notice:2", "5.5")) == 1
     assert await redis.hget(keys.messages("T1", "s1"), "notice:2") == "5.5"
+
+
+async def test_a_shared_images_file_is_recorded_with_its_items_state(
+    redis: Redis, repo: Repository
+) -> None:
+    """One round trip for the item's new state and its file's ledger record, both fenced."""
+    s = await stored_session(repo)
+    fence = await repo.acquire("T1", "s1", LEASE_MS)
+    uploaded = PaidItem(state=ItemState.UPLOADED, file_id="F1")
+    slot = "file:reference_image:v1:1"
+
+    async def write() -> None:
+        shared = await repo.set_item(
+            s, "reference_image:v1:1", uploaded, fence=fence, record=(slot, "F1")
+        )
+        assert shared == "F1"
+
+    assert await commands(redis, write) == 1
+    assert await redis.hget(keys.messages("T1", "s1"), slot) == "F1"
+    assert await repo.items(s) == {"reference_image:v1:1": uploaded}
+    # First record wins: a second file for the slot is not recorded over it.
+    again = PaidItem(state=ItemState.UPLOADED, file_id="F2")
+    assert (
+        await repo.set_item(s, "reference_image:v1:1", again, fence=fence, record=(slot, "F2"))
+        == "F1"
+    )
+    # Without the lease neither is written.
+    await redis.set(keys.lock("T1", "s1"), str(fence + 1))
+    with pytest.raises(CommitConflict):
+        await repo.set_item(
+            s, "reference_image:v1:2", uploaded, fence=fence, record=("file:x", "F3")
+        )
+    assert await redis.hget(keys.messages("T1", "s1"), "file:x") is None
+    assert "reference_image:v1:2" not in await repo.items(s)

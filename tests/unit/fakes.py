@@ -220,12 +220,16 @@ class MemoryStore:
         *,
         fence: int,
         spend: tuple[str, str, float] | None = None,
-    ) -> None:
+        record: tuple[str, str] | None = None,
+    ) -> str:
         if spend is not None:
             await self.record_spend(session.team_id, *spend)
         if self.string(keys.lock(session.team_id, session.id)) != str(fence):
             raise CommitConflict("lease lost")
         self.hash_at(keys.items(session.team_id, session.id))[field] = item.model_dump_json()
+        if record is None:
+            return ""
+        return await self.record_message(session, *record)
 
     async def record_spend(self, team_id: str, day: str, item_id: str, cost_usd: float) -> float:
         spend = self.hash_at(keys.spend(team_id, day))
@@ -647,12 +651,15 @@ class MemoryFiles:
         title: str,
         thread_ts: str,
         comment: str | None = None,
+        record: bool = True,
     ) -> str:
         known = await self.ledger.message_ts(session, slot)
         if known:
             return known
         pending = await self.ledger.message_ts(session, f"{slot}:pending")
         if pending and any(f.file_id == pending and f.thread_ts == thread_ts for f in self.files):
+            if not record:
+                return pending
             return await self.ledger.record_message(session, slot, pending)
         if self.refuse:
             raise UploadRefused(self.refuse.popleft())
@@ -662,6 +669,8 @@ class MemoryFiles:
         self.files.append(
             SharedFile(file_id, session.channel_id, thread_ts, slot, filename, title, data)
         )
+        if not record:
+            return file_id
         return await self.ledger.record_message(session, slot, file_id)
 
     async def fetch(self, file_id: str) -> bytes:

@@ -285,6 +285,7 @@ class ImagesStage:
                 data=path.read_bytes(),
                 title=blocks.image_file_title(spec),
                 thread_ts=s.thread_ts,
+                record=False,  # recorded below with the item's new state: one round trip
             )
         except UploadRefused as exc:
             refused = item.model_copy(
@@ -297,7 +298,15 @@ class ImagesStage:
             await ctx.repo.set_item(s, field, refused, fence=job.fence)
             return refused
         uploaded = item.model_copy(update={"state": ItemState.UPLOADED, "file_id": file_id})
-        await ctx.repo.set_item(s, field, uploaded, fence=job.fence)
+        slot = f"file:{field}"
+        shared = await ctx.repo.set_item(
+            s, field, uploaded, fence=job.fence, record=(slot, file_id)
+        )
+        if shared != file_id:
+            # The slot already named another file (an attempt that shared it and recorded it,
+            # then died before its item's state): that one is the image; the item says so.
+            uploaded = uploaded.model_copy(update={"file_id": shared})
+            await ctx.repo.set_item(s, field, uploaded, fence=job.fence)
         ctx.crash.reach("after_upload")
         return uploaded
 
