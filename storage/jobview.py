@@ -63,6 +63,10 @@ class JobView:
     # retry replays looking in Slack first (bot/jobs/delivery.py).
     unflushed: dict[str, str] | None = None
     defer: bool = False
+    # The job is over (``Repository.close_job``): a post still in flight — shielded, it
+    # outlives a job stopped for a lost lease — records at once, and loses to a slot the new
+    # owner recorded first (its message is then deleted), as if nothing had been kept back.
+    closed: bool = False
     # The task that read it for others (the handler that ran the intake): not served there,
     # only in the tasks it starts — the eager lane — so the handler's own code reads Redis.
     not_in: asyncio.Task[object] | None = None

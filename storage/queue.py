@@ -17,19 +17,41 @@ Sentinel's primary) a reader blocks on all the streams in one XREADGROUP: no pol
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import itertools
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import RedisCluster
-from redis.exceptions import ResponseError
+from redis.exceptions import (
+    ClusterError,
+    RedisClusterException,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from storage import jobview, keys
 from storage.connection import Client
 from storage.scripts import Scripts
+
+log = logging.getLogger(__name__)
+
+# Redis can't answer now, but will (a restart, a cluster failover: CLUSTERDOWN, TRYAGAIN, a
+# slot without a primary yet).
+_UNAVAILABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterError,
+    TryAgainError,
+    RedisClusterException,
+    OSError,
+)
 
 POLL_MS = 100  # the longest a reader blocks on one shard before looking at the others again
 
@@ -74,13 +96,30 @@ class JobQueue:
         # They are this consumer's now (in the group's pending list), so they wait here.
         self._taken: collections.deque[QueuedJob] = collections.deque()
 
-    async def ensure_group(self) -> None:
+    async def ensure_group(self, *, patience_s: float = 0.0) -> None:
+        """Create the consumer group on every shard's stream (idempotent).
+
+        ``patience_s``: keep trying that long while Redis can't be reached — a worker that
+        starts during a failover (a primary just killed, its replica not yet promoted) waits
+        for it instead of exiting and leaving the queue unread."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience_s
+        delay = 0.2
         for stream in keys.JOB_STREAMS:
-            try:
-                await self.redis.xgroup_create(stream, keys.JOBS_GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            while True:
+                try:
+                    await self.redis.xgroup_create(stream, keys.JOBS_GROUP, id="0", mkstream=True)
+                    break
+                except _UNAVAILABLE:
+                    if loop.time() >= deadline:
+                        raise
+                except ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+                    break
+                log.warning("Redis can't be reached to set up the job queue; retrying")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     @staticmethod
     def _decode(index: int, entry_id: str, fields: dict[str, str], deliveries: int) -> QueuedJob:

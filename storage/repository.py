@@ -171,7 +171,14 @@ class Repository:
         is already shown): the same script acknowledges the job and gives the lease back."""
         expected = old.rev if old is not None else 0
         committed = new.model_copy(update={"rev": expected + 1})
-        writes = (writes or Writes()).with_home_index(committed).touch_session(committed)
+        writes = (writes or Writes()).with_home_index(committed)
+        # Delivery records a worker's job kept for its next write (``defer_records``) go with
+        # this one: fenced by the lease, so nobody else records these slots meanwhile.
+        view = jobview.current(new.team_id, new.id)
+        records = dict(view.unflushed or {}) if view is not None and view.markers else {}
+        for slot, ts in records.items():
+            writes._add("HSET", keys.messages(new.team_id, new.id), slot, ts)
+        writes = writes.touch_session(committed)
         if finish and fence is not None:
             stream, raw = keys.job_entry(finish)
             writes._add("FINISH", stream, keys.JOBS_GROUP, raw)
@@ -195,8 +202,9 @@ class Repository:
             raise CommitConflict("lease lost")
         if result == 0:
             raise CommitConflict("revision changed")
-        view = jobview.current(new.team_id, new.id)
         if view is not None:
+            if records:
+                view.unflushed = {}
             _fold(view, committed, writes)
             view.finished = view.finished or bool(finish and fence is not None)
         return committed
@@ -395,6 +403,29 @@ class Repository:
         """The job is over: its task reads Redis again (storage/jobview.py)."""
         jobview.end()
 
+    async def close_job(self, job_id: str) -> list[tuple[str, str]]:
+        """The job stops (whatever the outcome): write the delivery records it still keeps
+        (``defer_records``; a job that finished has none left), and have any still to come —
+        a shielded post in flight — written at once. Returns the (slot, ts) of each whose slot
+        already had another message recorded: a second message, for the caller to delete."""
+        view = jobview.current_job(job_id)
+        if view is None or not view.markers:
+            return []
+        view.closed = True
+        records, view.unflushed = dict(view.unflushed or {}), None
+        if not records:
+            return []
+        lost = await self.scripts.run(
+            "finish",
+            [
+                keys.jobs_stream(view.team_id),  # not touched: records only (no entry id)
+                keys.lock(view.team_id, view.session_id),
+                keys.messages(view.team_id, view.session_id),
+            ],
+            ["", "", "", self.session_ttl_s, *[x for pair in records.items() for x in pair]],
+        )
+        return [(str(slot), records[str(slot)]) for slot in lost]
+
     async def seize(self, team_id: str, session_id: str, lease_ms: int) -> int:
         """Take the lease even from a job that holds it (``/story delete``): that job is fenced
         out. Returns the new fence token."""
@@ -482,7 +513,13 @@ class Repository:
         self, session: Session, slot: str, value: str, *, keep_first: bool
     ) -> str:
         view = jobview.current(session.team_id, session.id)
-        if view is not None and view.defer and view.unflushed is not None and keep_first:
+        if (
+            view is not None
+            and view.defer
+            and view.unflushed is not None
+            and keep_first
+            and not view.closed
+        ):
             # Kept for one later write (first writer wins there too): the eager lane's hand-off
             # — if the lane dies before, its "running" marker has the worker look in Slack —
             # or a worker's finish — if it dies before, the job comes back and replays these
@@ -491,7 +528,7 @@ class Repository:
                 return known
             view.ledger[slot] = view.unflushed[slot] = value
             return value
-        stored = await self.scripts.run(
+        stored, *_ = await self.scripts.run(
             "hput",
             [keys.messages(session.team_id, session.id)],
             [slot, value, self.session_ttl_s, "1" if keep_first else "0"],
@@ -585,13 +622,25 @@ class Repository:
         raw = await self.redis.hget(keys.llm_results(job_id), step)
         return str(raw) if raw else None
 
-    async def cache_llm(self, job_id: str, step: str, value: str) -> None:
-        stored = await self.scripts.run(
-            "hput", [keys.llm_results(job_id)], [step, value, keys.LLM_CACHE_TTL_S, "1"]
-        )
+    async def cache_llm(self, job_id: str, step: str, value: str) -> list[tuple[str, str]]:
+        """Keep an LLM answer until its result is committed (first value wins). The same
+        round trip writes the delivery records the job kept for now (``defer_records``: a
+        reply's streamed answer); returns the (slot, ts) of each whose slot already had
+        another message recorded — a second message, for the caller to take back."""
         view = jobview.current_job(job_id)
+        records = dict(view.unflushed or {}) if view is not None and view.markers else {}
+        script_keys, extra = [keys.llm_results(job_id)], []
+        if view is not None and records:
+            script_keys.append(keys.messages(view.team_id, view.session_id))
+            extra = [self.session_ttl_s, *[x for pair in records.items() for x in pair]]
+        stored, *lost = await self.scripts.run(
+            "hput", script_keys, [step, value, keys.LLM_CACHE_TTL_S, "1", *extra]
+        )
         if view is not None:
             view.llm[step] = str(stored)
+            if records:
+                view.unflushed = {}
+        return [(str(slot), records[str(slot)]) for slot in lost]
 
     async def forget_llm_results(self, job_id: str) -> None:
         """Drop every LLM answer cached for ``job_id``, whatever its step.

@@ -28,7 +28,7 @@ from bot.pipeline.models import Session, Stage, Turn, TurnRole, Usage
 from bot.pipeline.transitions import Act, Event, Generate, Note, decide
 from bot.pipeline.triggers import Feedback
 from bot.slack import blocks
-from storage.repository import Writes
+from storage.repository import CommitConflict, Writes
 
 if TYPE_CHECKING:
     from bot.jobs.flows import Flows
@@ -140,13 +140,26 @@ async def _answer(
     else:
         artifact = await ctx.stages[s.stage].describe(s)
         messages = stage_prompts.stage_feedback_messages(s, s.stage, artifact, context, pending)
+    # The answer's message is recorded with the cached answer below, one round trip for both
+    # (or, if the LLM fails, by the job's finish). A retry before then finds the message by
+    # the slot's stream mark, set at intake (bot/pipeline/slots.py), or by its metadata.
+    ctx.repo.defer_records(job.id, on=True)
     try:
         answer, usage = await ctx.llm.stream_feedback(messages, shown.show)
     except LLMError as exc:
         log.warning("feedback answer failed for %s: %s", s.id, exc)
         return None, Usage()
-    await ctx.repo.cache_llm(
+    finally:
+        ctx.repo.defer_records(job.id, on=False)
+    lost = await ctx.repo.cache_llm(
         job.id, step, json.dumps({"answer": answer.model_dump(), "usage": usage.model_dump()})
     )
+    if lost:
+        # Another attempt recorded this answer's slot first: it owns the session now (this
+        # job's lease is gone), and the message this one streamed is a second answer.
+        for slot, ts in lost:
+            log.warning("slot %s was begun by another attempt; deleting ours", slot)
+            await ctx.gateway.delete(s, ts)
+        raise CommitConflict("the answer's slot was recorded by another attempt")
     ctx.crash.reach("after_llm")
     return answer, usage

@@ -137,8 +137,10 @@ class SessionStore(Protocol):
 
     async def cached_llm(self, job_id: str, step: str) -> str | None: ...
 
-    async def cache_llm(self, job_id: str, step: str, value: str) -> None:
-        """Keep an LLM answer until its result is committed (first value wins)."""
+    async def cache_llm(self, job_id: str, step: str, value: str) -> list[tuple[str, str]]:
+        """Keep an LLM answer until its result is committed (first value wins), writing the
+        delivery records ``defer_records`` kept in the same round trip; returns the (slot, ts)
+        of those whose slot already had another message recorded."""
         ...
 
     async def forget_llm_results(self, job_id: str) -> None:
@@ -181,6 +183,11 @@ class Leases(Protocol):
     async def renew(self, team_id: str, session_id: str, token: int, lease_ms: int) -> bool: ...
 
     async def release(self, team_id: str, session_id: str, token: int) -> None: ...
+
+    async def close_job(self, job_id: str) -> list[tuple[str, str]]:
+        """The job stops: write the delivery records ``defer_records`` still keeps, and any
+        still to come at once; returns the (slot, ts) whose slot had another message first."""
+        ...
 
     def end_job(self) -> None:
         """The job whose lease ``acquire(job_id=…)`` took is over (the store may have kept what

@@ -30,6 +30,7 @@ from storage.repository import CommitConflict, EagerState
 
 log = logging.getLogger(__name__)
 LOCK_POLL_S = 0.05
+START_PATIENCE_S = 60.0  # how long a starting worker waits for Redis
 READERS = 2  # concurrent XREADGROUP calls per replica; jobs themselves run in their own tasks
 
 
@@ -59,7 +60,8 @@ class Worker:
         self.home: HomePublisher | None = None
 
     async def start(self) -> None:
-        await self.queue.ensure_group()
+        # Started during a Redis failover (after a crash, say), wait for it rather than exit.
+        await self.queue.ensure_group(patience_s=START_PATIENCE_S)
         self._loops = [asyncio.create_task(self._reader()) for _ in range(READERS)]
         self._loops.append(asyncio.create_task(self._reclaimer()))
         self.home = HomePublisher.for_context(self.flows.ctx)  # the App Home (bot/jobs/home.py)
@@ -254,6 +256,10 @@ class Worker:
             lease.finished = True
             heartbeat.cancel()
             await asyncio.wait({heartbeat}, timeout=2.0)
+            with contextlib.suppress(Exception):
+                # Records the job still kept (it stopped before its finish wrote them), and
+                # from now on none kept back: a post still in flight records at once.
+                await self._take_back(team, sid, await self.repo.close_job(queued.job_id))
             self.repo.end_job()
             if fence:
                 with contextlib.suppress(Exception):

@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from storage import keys
 from storage.queue import JobQueue
+from tests.support.redis_server import RedisServer
 
 
 async def _enqueue(redis: Redis, index: int, job_id: str) -> None:
@@ -46,3 +50,24 @@ async def test_a_blocked_reader_wakes_for_a_job_on_any_shard(redis: Redis) -> No
     job = await asyncio.wait_for(reader, 2)
     assert job is not None and job.job_id == "late"
     assert time.monotonic() - began < 0.5, "woken by the job, not by a poll"
+
+
+async def test_a_worker_starting_while_redis_is_down_waits_for_it(tmp_path: Path) -> None:
+    """A replica restarted during a failover (seen in the cluster fault loop: its worker exited
+    on 'connection refused' and the queue went unread) sets the queue up once Redis is back."""
+    server = RedisServer(tmp_path / "late", appendonly=False)  # its port, nothing there yet
+    client = Redis.from_url(server.url, decode_responses=True)
+    queue = JobQueue(client, "w1")
+    with pytest.raises(RedisConnectionError):
+        await queue.ensure_group()  # no patience: fails at once, as before
+    waiting = asyncio.create_task(queue.ensure_group(patience_s=30))
+    await asyncio.sleep(0.5)
+    assert not waiting.done()
+    server.start()
+    try:
+        await asyncio.wait_for(waiting, 20)
+        groups = await client.xinfo_groups(keys.JOB_STREAMS[0])
+        assert [g["name"] for g in groups] == [keys.JOBS_GROUP]
+    finally:
+        await client.aclose()
+        server.stop()

@@ -288,3 +288,63 @@ async def test_a_shared_images_file_is_recorded_with_its_items_state(
         )
     assert await redis.hget(keys.messages("T1", "s1"), "file:x") is None
     assert "reference_image:v1:2" not in await repo.items(s)
+
+
+async def test_a_streamed_answers_record_goes_with_its_cached_llm_answer(
+    redis: Redis, repo: Repository
+) -> None:
+    """bot/jobs/feedback.py: the stream's ts is kept while the LLM writes, then written by
+    the round trip that caches the answer; a slot another attempt recorded first is named."""
+    s = await stored_session(repo)
+    job = "msg:T1:C1:4.4"
+    assert await repo.acquire("T1", "s1", LEASE_MS, job_id=job) > 0
+    repo.defer_records(job, on=True)
+    assert await commands(redis, lambda: repo.record_message(s, "reply:4.4", "5.5")) == 0
+    repo.defer_records(job, on=False)
+
+    async def cache() -> None:
+        assert await repo.cache_llm(job, "reply:4.4", '{"answer": 1}') == []
+
+    assert await commands(redis, cache) == 1
+    assert await redis.hget(keys.messages("T1", "s1"), "reply:4.4") == "5.5"
+    assert await redis.hget(keys.llm_results(job), "reply:4.4") == '{"answer": 1}'
+
+    repo.defer_records(job, on=True)
+    await repo.record_message(s, "reply:6.6", "7.7")
+    await redis.hset(keys.messages("T1", "s1"), "reply:6.6", "7.0")  # another attempt's
+    assert await repo.cache_llm(job, "reply:6.6", "{}") == [("reply:6.6", "7.7")]
+    repo.end_job()
+
+
+async def test_a_commit_writes_the_records_the_job_kept(redis: Redis, repo: Repository) -> None:
+    s = await stored_session(repo)
+    job = "msg:T1:C1:4.4"
+    fence = await repo.acquire("T1", "s1", LEASE_MS, job_id=job)
+    repo.defer_records(job, on=True)
+    await repo.record_message(s, "reply:4.4", "5.5")
+    await repo.commit(s, s.model_copy(update={"answered_until": 1}), fence=fence)
+    assert await redis.hget(keys.messages("T1", "s1"), "reply:4.4") == "5.5"
+    repo.end_job()
+
+
+async def test_a_stopped_job_writes_what_it_kept_and_keeps_nothing_after(
+    redis: Redis, repo: Repository
+) -> None:
+    """A job stopped before its finish (its lease lost): what it kept is written, first record
+    wins (ours lost: named for deletion); a post still in flight then records at once."""
+    s = await stored_session(repo)
+    job = "msg:T1:C1:4.4"
+    assert await repo.acquire("T1", "s1", LEASE_MS, job_id=job) > 0
+    repo.defer_records(job, on=True)
+    await repo.record_message(s, "reply:4.4", "5.5")
+    await repo.record_message(s, "notice:2", "6.6")
+    await redis.hset(keys.messages("T1", "s1"), "notice:2", "6.0")  # the new owner's
+    assert await repo.close_job(job) == [("notice:2", "6.6")]
+    assert await redis.hget(keys.messages("T1", "s1"), "reply:4.4") == "5.5"
+    assert await redis.hget(keys.messages("T1", "s1"), "notice:2") == "6.0"
+    await redis.hset(keys.messages("T1", "s1"), "reply:8.8", "8.0")
+    # Still deferring, but the job is closed: the in-flight post's record is written now and
+    # loses to the slot's first record (post_once then deletes its message).
+    assert await repo.record_message(s, "reply:8.8", "8.9") == "8.0"
+    assert await repo.close_job(job) == []
+    repo.end_job()

@@ -284,6 +284,9 @@ class MemoryStore:
         if await self.holds(team_id, session_id, token):
             self.delete(keys.lock(team_id, session_id))
 
+    async def close_job(self, job_id: str) -> list[tuple[str, str]]:
+        return []  # records are never kept back here (defer_records)
+
     def end_job(self) -> None:
         """Nothing kept per job: every read here is a dict lookup."""
 
@@ -348,8 +351,9 @@ class MemoryStore:
     async def cached_llm(self, job_id: str, step: str) -> str | None:
         return self.hashes.get(keys.llm_results(job_id), {}).get(step)
 
-    async def cache_llm(self, job_id: str, step: str, value: str) -> None:
+    async def cache_llm(self, job_id: str, step: str, value: str) -> list[tuple[str, str]]:
         self.hash_at(keys.llm_results(job_id)).setdefault(step, value)  # HSETNX
+        return []  # records are never kept back here (defer_records)
 
     async def forget_llm_results(self, job_id: str) -> None:
         self.delete(keys.llm_results(job_id))
