@@ -69,9 +69,15 @@ class ImagesStage:
         ctx = self.ctx
         n = s.version + 1
         progress = f"{STAGE}:v{n}:progress"
-        await show_message(
-            ctx, job, s, progress, blocks.images_progress(s, n, done=0, total=0, planning=True)
-        )
+        # Its ledger record goes with the plan's cached LLM answer (or the job's next commit):
+        # one round trip less. A retry before then finds the message by its metadata.
+        ctx.repo.defer_records(job.id, on=True)
+        try:
+            await show_message(
+                ctx, job, s, progress, blocks.images_progress(s, n, done=0, total=0, planning=True)
+            )
+        finally:
+            ctx.repo.defer_records(job.id, on=False)
         if job.eager:
             raise Deferred  # the progress message is up; the LLM and the images are a worker's
         history = await ctx.repo.history(s)
