@@ -290,7 +290,11 @@ class StreamedAnswer:
             if began:
                 await self._adopt(began, f"begun for {other}")
                 return
-        if marked:
+        # A mark alone doesn't mean a stream began: a reply's intake sets it before any job
+        # ran (bot/pipeline/slots.py). Only an earlier attempt (``recover``) or another reply's
+        # job that answered this one with it (``earlier``: this job answers several) can have
+        # begun one; a first attempt answering one reply looks nowhere (no Slack call).
+        if marked and (self.recover or earlier):
             found = await self.streams.orphan(s, self.after_ts)
             if found:
                 await self._adopt(found, "found in the thread")

@@ -165,3 +165,41 @@ async def test_the_stream_mark_and_ts_are_recorded_before_any_append(
     assert at_append["reply:1"] == emu.calls_to(START_STREAM)[0].response["ts"]  # type: ignore[index]
     assert [c.params["markdown_text"] for c in emu.calls_to(APPEND_STREAM)] == [" two"]
     await shown.finish(blocks.feedback_reply("one two", []))
+
+
+async def _open(gateway: SlackGateway, s: Session, after: str, **kwargs: object) -> None:
+    await gateway.open_answer(
+        s,
+        "reply:1",
+        recipient_id="U0ALICE",
+        after_ts=after,
+        draft=lambda partial: blocks.feedback_reply_draft(partial, []),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_first_answer_to_one_reply_does_not_look_in_slack_for_a_stream(
+    emu: SlackEmulator, gateway: SlackGateway
+) -> None:
+    """The reply's intake set the mark (nothing streamed yet): a first attempt answering only
+    this reply makes no ``conversations.replies`` call before it streams."""
+    s, reply = await session_in_thread(emu, gateway)
+    ledger = gateway.ledger
+    assert isinstance(ledger, DictLedger)
+    ledger.slots["reply:1" + STREAM_MARK] = "1"
+    await _open(gateway, s, reply)
+    assert emu.calls_to("conversations.replies") == []
+
+
+async def test_a_retry_or_an_answer_to_several_replies_looks_for_a_begun_stream(
+    emu: SlackEmulator, gateway: SlackGateway
+) -> None:
+    s, reply = await session_in_thread(emu, gateway)
+    ledger = gateway.ledger
+    assert isinstance(ledger, DictLedger)
+    ledger.slots["reply:1" + STREAM_MARK] = "1"
+    ledger.slots["reply:0" + STREAM_MARK] = "1"
+    await _open(gateway, s, reply, recover=True)
+    assert len(emu.calls_to("conversations.replies")) == 1
+    await _open(gateway, s, reply, earlier=["reply:0"])
+    assert len(emu.calls_to("conversations.replies")) == 2
