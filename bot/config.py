@@ -115,9 +115,11 @@ class Settings(BaseSettings):
         default="uvloop", validation_alias="STORYLOOP_EVENT_LOOP"
     )
     # The worker process's niceness (added to the listener's): on a busy machine the listener
-    # (acks, first visible changes) gets the CPU first and the workers' streams, renders and
-    # uploads the rest; 0 shares it equally. Only the worker process (worker_mode "process").
-    worker_nice: int = Field(default=10, ge=0, le=19, validation_alias="STORYLOOP_WORKER_NICE")
+    # (acks, first visible changes) would get the CPU first and the workers' streams, renders
+    # and uploads the rest. Off by default: at 500 sessions the bench showed no difference in
+    # the listener's tails with 10 (bench/README.md, issue 12 round 3), and a niced worker
+    # starves behind anything else on a shared machine. Only the worker process.
+    worker_nice: int = Field(default=0, ge=0, le=19, validation_alias="STORYLOOP_WORKER_NICE")
     # The listener shows a trigger's first change itself right after the ack (bot/jobs/eager.py).
     eager: bool = Field(default=True, validation_alias="STORYLOOP_EAGER")
     # Thread answers stream into Slack (chat.startStream …) where the workspace allows it; off:

@@ -38,6 +38,9 @@ PRELUDES: dict[str, tuple[str, ...]] = {
     "claim": ("lease",),
     "intake": ("lease",),
     "seize": ("lease",),
+    "finish": ("records",),
+    "handoff": ("records",),
+    "hput": ("records",),
 }
 
 

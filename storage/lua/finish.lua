@@ -9,16 +9,7 @@
 -- The first record of a slot wins, as hput.lua's keep-first: a slot already recorded with
 -- another ts is returned — two messages were posted for it, and the job deletes its own.
 -- Returns the slots whose record was another message's.
-local lost = {}
-for i = 5, #ARGV, 2 do
-  redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i + 1])
-  if redis.call('HGET', KEYS[3], ARGV[i]) ~= ARGV[i + 1] then
-    lost[#lost + 1] = ARGV[i]
-  end
-end
-if #ARGV > 4 then
-  redis.call('EXPIRE', KEYS[3], ARGV[4])
-end
+local lost = write_records(KEYS[3], ARGV[4], 5)
 if ARGV[2] ~= '' then
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
   redis.call('XDEL', KEYS[1], ARGV[2])

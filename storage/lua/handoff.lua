@@ -12,16 +12,7 @@
 -- Only while we still hold the lease: otherwise a worker owns the job now and the marker stays
 -- "running", so that worker looks in Slack for anything this attempt posted.
 -- Returns {1 if the lease was ours else 0, the slots whose record was another message's ...}.
-local lost = {}
-for i = 7, #ARGV, 2 do
-  redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i + 1])
-  if redis.call('HGET', KEYS[3], ARGV[i]) ~= ARGV[i + 1] then
-    lost[#lost + 1] = ARGV[i]
-  end
-end
-if #ARGV > 6 then
-  redis.call('EXPIRE', KEYS[3], ARGV[6])
-end
+local lost = write_records(KEYS[3], ARGV[6], 7)
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return {0, unpack(lost)}
 end

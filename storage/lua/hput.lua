@@ -15,12 +15,8 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 local out = {redis.call('HGET', KEYS[1], ARGV[1])}
 if #KEYS > 1 then
-  for i = 6, #ARGV, 2 do
-    redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1])
-    if redis.call('HGET', KEYS[2], ARGV[i]) ~= ARGV[i + 1] then
-      out[#out + 1] = ARGV[i]
-    end
+  for _, slot in ipairs(write_records(KEYS[2], ARGV[5], 6)) do
+    out[#out + 1] = slot
   end
-  redis.call('EXPIRE', KEYS[2], ARGV[5])
 end
 return out
