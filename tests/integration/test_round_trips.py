@@ -11,12 +11,12 @@ from redis.asyncio import Redis
 
 from bot.pipeline import slots
 from bot.pipeline.artifacts import ItemState, PaidItem
-from bot.pipeline.models import Approval, Stage, Turn, TurnRole
-from bot.pipeline.triggers import Feedback
+from bot.pipeline.models import Approval, Session, Stage, Turn, TurnRole
+from bot.pipeline.triggers import Approve, Feedback
 from bot.slack.streams import STREAM_MARK
 from storage import keys
 from storage.intake import Intake
-from storage.queue import JobQueue
+from storage.queue import JobQueue, QueuedJob
 from storage.repository import CommitConflict, Repository, Writes
 from storage.scripts import NAMES, source
 from tests.integration.test_job_view import LEASE_MS, TTL, commands, stored_session, version
@@ -35,6 +35,19 @@ async def queue(redis: Redis) -> JobQueue:
     q = JobQueue(redis, "w1")
     await q.ensure_group()
     return q
+
+
+async def claimed_click(
+    repo: Repository, queue: JobQueue
+) -> tuple[Session, Approve, QueuedJob, int]:
+    """A stored session, an Approve click queued for it, read and claimed by a worker."""
+    s = await stored_session(repo)
+    click = approve_click()
+    await Intake(repo.scripts, session_ttl_s=TTL).submit(click)
+    queued = await queue.read(block_ms=100)
+    assert queued is not None
+    fence = await repo.acquire("T1", "s1", LEASE_MS, job_id=click.job_id)
+    return s, click, queued, fence
 
 
 def reply(ts: str) -> tuple[Feedback, Turn]:
@@ -163,13 +176,7 @@ async def test_a_claim_of_a_story_without_versions_reads_none(
 async def test_deferred_records_are_written_by_the_jobs_finish(
     redis: Redis, repo: Repository, queue: JobQueue
 ) -> None:
-    s = await stored_session(repo)
-    intake = Intake(repo.scripts, session_ttl_s=TTL)
-    click = approve_click()
-    await intake.submit(click)
-    queued = await queue.read(block_ms=100)
-    assert queued is not None
-    fence = await repo.acquire("T1", "s1", LEASE_MS, job_id=click.job_id)
+    s, click, queued, fence = await claimed_click(repo, queue)
     repo.defer_records(click.job_id, on=True)
 
     async def post() -> None:
@@ -200,13 +207,7 @@ async def test_a_deferred_record_that_loses_its_slot_is_named(
 ) -> None:
     """Another attempt recorded the slot meanwhile (this one lost its lease while it posted):
     the first record stays, the finish names ours for the worker to delete."""
-    s = await stored_session(repo)
-    intake = Intake(repo.scripts, session_ttl_s=TTL)
-    click = approve_click()
-    await intake.submit(click)
-    queued = await queue.read(block_ms=100)
-    assert queued is not None
-    fence = await repo.acquire("T1", "s1", LEASE_MS, job_id=click.job_id)
+    s, click, queued, fence = await claimed_click(repo, queue)
     repo.defer_records(click.job_id, on=True)
     await repo.record_message(s, "notice:2", "5.5")
     await redis.hset(keys.messages("T1", "s1"), "notice:2", "4.4")  # the other attempt's
@@ -222,13 +223,7 @@ async def test_records_kept_after_a_last_commit_are_still_written(
     redis: Redis, repo: Repository, queue: JobQueue
 ) -> None:
     """A last commit acknowledged the job already: the finish writes only the records."""
-    s = await stored_session(repo)
-    intake = Intake(repo.scripts, session_ttl_s=TTL)
-    click = approve_click()
-    await intake.submit(click)
-    queued = await queue.read(block_ms=100)
-    assert queued is not None
-    fence = await repo.acquire("T1", "s1", LEASE_MS, job_id=click.job_id)
+    s, click, queued, fence = await claimed_click(repo, queue)
     await repo.commit(
         s,
         s.model_copy(update={"version": 2}),
