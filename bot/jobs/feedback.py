@@ -46,12 +46,17 @@ async def answer_replies(flows: Flows, job: Job, t: Feedback) -> None:
         return
     history = await ctx.repo.history(s)
     upto = len(history)
-    pending = [x for x in history[s.answered_until : upto] if x.role is TurnRole.USER]
+    waiting = [i for i in range(s.answered_until, upto) if history[i].role is TurnRole.USER]
+    pending = [history[i] for i in waiting]
     if not pending:
         return  # answered together with an earlier reply (coalesced)
     slot = slots.reply(pending[-1].ts)
     asked = [wants_regenerate(x.text) for x in pending]
     d = decide(s, Event(Act.REPLY, t.user_id, wants_regenerate=all(asked)), may_approve=False)
+    if isinstance(d, Generate) and s.version and waiting[-1] < s.incorporated_until:
+        # The current version was written from these very replies (they came in while it was
+        # being made): a rewrite now would take the same words again. Say so instead.
+        d = Note(say.already_included(s.version))
     if isinstance(d, Note):
         await ctx.gateway.post_once(
             s,

@@ -196,6 +196,15 @@ def over_budget(limit_usd: float) -> str:
     )
 
 
+def already_included(version: int) -> str:
+    """A reply asking for a rewrite that the current version was already written from (it came
+    in while that version was being made): no second version for the same words."""
+    return (
+        f"v{version} was written after your message, so it already takes it in. Say what you'd "
+        "like changed, or press Regenerate for another take."
+    )
+
+
 def no_answer() -> str:
     return (
         "I couldn't answer just now, but your feedback is saved and will be used when the "

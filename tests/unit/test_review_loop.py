@@ -600,3 +600,47 @@ async def test_the_memory_store_commits_compare_and_set_fenced_and_recognises_a_
     assert await loop.store.items(s) != {} and await loop.store.done("job-x") is None
     await loop.store.commit(committed, committed, fence=fence, writes=writes)
     assert await loop.store.items(s) == {} and await loop.store.done("job-x") == {"deliver": []}
+
+
+async def test_a_rewrite_ask_the_first_version_already_took_in_gets_a_note_not_a_second_version(
+    tmp_path: Path,
+) -> None:
+    """A reply asking for a rewrite lands while v1 is still being written (its job was held up:
+    here a crash after the placeholder), so v1 is written from it. Its own job then says so —
+    no v2 from the same words, no second LLM call (seen in the cluster fault loop)."""
+    loop = build_loop(tmp_path, crash=CrashAt("after_placeholder_post"))
+    start_trigger = StartSession(
+        team_id=TEAM,
+        channel_id=CHANNEL,
+        user_id=OWNER,
+        session_id=SID,
+        prompt="eco water bottle launch",
+        duration_s=30,
+    )
+    with pytest.raises(SimulatedCrash):
+        await loop.run(start_trigger)
+    s = await session(loop)
+    assert s.thread_ts is not None and s.version == 0
+    ts = "1800000000.999999"
+    ask = Feedback(
+        team_id=TEAM,
+        channel_id=CHANNEL,
+        user_id=OWNER,
+        session_id=SID,
+        thread_ts=s.thread_ts,
+        ts=ts,
+        text="rewrite it please",
+    )
+    loop.store.add_user_turn(s, Turn(role=TurnRole.USER, ts=ts, user_id=OWNER, text=ask.text))
+    loop.ctx.crash = CrashAt(None)
+    await loop.run(start_trigger, deliveries=2)  # v1, written with the ask in its history
+    v1 = await loop.store.version(await session(loop), 1)
+    assert v1 is not None and v1.feedback_ts == (ts,)
+
+    await loop.run(ask)
+    s = await session(loop)
+    assert (s.version, s.status) == (1, Status.AWAITING_REVIEW)
+    assert loop.writer.count("story") == 1
+    note = loop.chat.slot(f"reply:{ts}")
+    assert note is not None and "v1 was written after your message" in note.text
+    assert s.answered_until == 1  # the ask is answered: a later reply starts after it
