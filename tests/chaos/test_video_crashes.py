@@ -23,7 +23,11 @@ from tests.emulators.openai_server import FakeLLM
 from tests.emulators.slack import SlackEmulator, StoredMessage
 from tests.support.redis_server import RedisServer
 
-ENV = {"STORYLOOP_VIDEO_SIZE": "320x180"}
+# One clip at a time: killed at "video_created", only the create the provider answered is out.
+# With several in flight, another create may die before the provider ever saw it; the app then
+# fails that clip as "interrupted" (it can't know whether it was billed) instead of asking again
+# — right for money, but then no video to review, which is what this test waits for.
+ENV = {"STORYLOOP_VIDEO_SIZE": "320x180", "STORYLOOP_VIDEO_CONCURRENCY": "1"}
 
 
 async def at_plan(trace: Trace, env: dict[str, str], redis_url: str) -> tuple[str, StoredMessage]:
