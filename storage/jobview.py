@@ -103,6 +103,17 @@ def markers_of(job_id: str) -> JobView | None:
     return view if view is not None and view.markers else None
 
 
+def record_args(records: dict[str, str]) -> list[str]:
+    """Kept delivery records as the scripts that write them take them (``records.lua``):
+    slot, ts, slot, ts, …"""
+    return [x for pair in records.items() for x in pair]
+
+
+def lost_records(records: dict[str, str], lost: list[Any]) -> list[tuple[str, str]]:
+    """The (slot, ts) of each kept record whose slot a script found taken by another message."""
+    return [(str(slot), records[str(slot)]) for slot in lost]
+
+
 def begin(view: JobView) -> None:
     _VIEW.set(view)
 

@@ -288,10 +288,10 @@ class JobQueue:
                 "" if done else raw,
                 str(fence) if fence else "",
                 ledger_ttl_s,
-                *[x for pair in records.items() for x in pair],
+                *jobview.record_args(records),
             ],
         )
-        return [(str(slot), records[str(slot)]) for slot in lost]
+        return jobview.lost_records(records, lost)
 
     async def depth(self) -> int:
         """Jobs not yet acknowledged, over every shard (acks delete entries)."""

@@ -293,14 +293,9 @@ class Repository:
         if view is not None and view.items is not None:
             raw: dict[str, str] = view.items  # read with the lease; only this job writes them
         else:
-            raw = {
-                str(k): str(v) for k, v in (await self.redis.hgetall(self._items(session))).items()
-            }
+            found = await self.redis.hgetall(keys.items(session.team_id, session.id))
+            raw = {str(k): str(v) for k, v in found.items()}
         return {field: PaidItem.model_validate_json(value) for field, value in raw.items()}
-
-    @staticmethod
-    def _items(session: Session) -> str:
-        return keys.items(session.team_id, session.id)
 
     async def set_item(
         self,
@@ -422,9 +417,9 @@ class Repository:
                 keys.lock(view.team_id, view.session_id),
                 keys.messages(view.team_id, view.session_id),
             ],
-            ["", "", "", self.session_ttl_s, *[x for pair in records.items() for x in pair]],
+            ["", "", "", self.session_ttl_s, *jobview.record_args(records)],
         )
-        return [(str(slot), records[str(slot)]) for slot in lost]
+        return jobview.lost_records(records, lost)
 
     async def seize(self, team_id: str, session_id: str, lease_ms: int) -> int:
         """Take the lease even from a job that holds it (``/story delete``): that job is fenced
@@ -480,12 +475,12 @@ class Repository:
                 job_id,
                 reserve_ms,
                 self.session_ttl_s,
-                *[x for pair in records.items() for x in pair],
+                *jobview.record_args(records),
             ],
         )
         if view is not None:
             view.unflushed, view.defer = None, False  # anything after goes straight to Redis
-        return HandOff(bool(int(ours)), [(str(slot), records[str(slot)]) for slot in lost])
+        return HandOff(bool(int(ours)), jobview.lost_records(records, lost))
 
     async def eager_state(self, team_id: str, job_id: str) -> EagerState | None:
         """What the eager lane did with a job; None if it never ran it."""
@@ -632,7 +627,7 @@ class Repository:
         script_keys, extra = [keys.llm_results(job_id)], []
         if view is not None and records:
             script_keys.append(keys.messages(view.team_id, view.session_id))
-            extra = [self.session_ttl_s, *[x for pair in records.items() for x in pair]]
+            extra = [self.session_ttl_s, *jobview.record_args(records)]
         stored, *lost = await self.scripts.run(
             "hput", script_keys, [step, value, keys.LLM_CACHE_TTL_S, "1", *extra]
         )
@@ -640,7 +635,7 @@ class Repository:
             view.llm[step] = str(stored)
             if records:
                 view.unflushed = {}
-        return [(str(slot), records[str(slot)]) for slot in lost]
+        return jobview.lost_records(records, lost)
 
     async def forget_llm_results(self, job_id: str) -> None:
         """Drop every LLM answer cached for ``job_id``, whatever its step.

@@ -77,8 +77,8 @@ async def session(loop: Loop) -> Session:
     return found
 
 
-async def start(loop: Loop, policy: ApprovalPolicy | None = None) -> Session:
-    trigger = StartSession(
+def start_trigger(policy: ApprovalPolicy | None = None) -> StartSession:
+    return StartSession(
         team_id=TEAM,
         channel_id=CHANNEL,
         user_id=OWNER,
@@ -87,7 +87,10 @@ async def start(loop: Loop, policy: ApprovalPolicy | None = None) -> Session:
         duration_s=30,
         policy=policy,
     )
-    await loop.run(trigger)
+
+
+async def start(loop: Loop, policy: ApprovalPolicy | None = None) -> Session:
+    await loop.run(start_trigger(policy))
     return await session(loop)
 
 
@@ -609,16 +612,8 @@ async def test_a_rewrite_ask_the_first_version_already_took_in_gets_a_note_not_a
     here a crash after the placeholder), so v1 is written from it. Its own job then says so —
     no v2 from the same words, no second LLM call (seen in the cluster fault loop)."""
     loop = build_loop(tmp_path, crash=CrashAt("after_placeholder_post"))
-    start_trigger = StartSession(
-        team_id=TEAM,
-        channel_id=CHANNEL,
-        user_id=OWNER,
-        session_id=SID,
-        prompt="eco water bottle launch",
-        duration_s=30,
-    )
     with pytest.raises(SimulatedCrash):
-        await loop.run(start_trigger)
+        await loop.run(start_trigger())
     s = await session(loop)
     assert s.thread_ts is not None and s.version == 0
     ts = "1800000000.999999"
@@ -633,7 +628,7 @@ async def test_a_rewrite_ask_the_first_version_already_took_in_gets_a_note_not_a
     )
     loop.store.add_user_turn(s, Turn(role=TurnRole.USER, ts=ts, user_id=OWNER, text=ask.text))
     loop.ctx.crash = CrashAt(None)
-    await loop.run(start_trigger, deliveries=2)  # v1, written with the ask in its history
+    await loop.run(start_trigger(), deliveries=2)  # v1, written with the ask in its history
     v1 = await loop.store.version(await session(loop), 1)
     assert v1 is not None and v1.feedback_ts == (ts,)
 
