@@ -96,10 +96,18 @@ async def start(loop: Loop, policy: ApprovalPolicy | None = None) -> Session:
 
 async def reply(loop: Loop, text: str, *, user: str = OWNER) -> str:
     """A thread reply: recorded by the intake (the turn is in the history), then its job."""
+    trigger = await record_reply(loop, text, f"1800000000.{next(_action_ts):06d}", user=user)
+    await loop.run(trigger)
+    return trigger.ts
+
+
+async def record_reply(loop: Loop, text: str, ts: str, *, user: str = OWNER) -> Feedback:
+    """A thread reply's intake only: its turn in the history, as handlers/messages.py makes
+    it; the returned trigger is its job, not run yet."""
     s = await session(loop)
     assert s.thread_ts is not None
-    ts = f"1800000000.{next(_action_ts):06d}"
-    trigger = Feedback(
+    loop.store.add_user_turn(s, Turn(role=TurnRole.USER, ts=ts, user_id=user, text=text))
+    return Feedback(
         team_id=TEAM,
         channel_id=CHANNEL,
         user_id=user,
@@ -108,10 +116,6 @@ async def reply(loop: Loop, text: str, *, user: str = OWNER) -> str:
         ts=ts,
         text=text,
     )
-    # The intake's turn, as handlers/messages.py makes it.
-    loop.store.add_user_turn(s, Turn(role=TurnRole.USER, ts=ts, user_id=user, text=text))
-    await loop.run(trigger)
-    return ts
 
 
 def click_trigger(
@@ -617,16 +621,7 @@ async def test_a_rewrite_ask_the_first_version_already_took_in_gets_a_note_not_a
     s = await session(loop)
     assert s.thread_ts is not None and s.version == 0
     ts = "1800000000.999999"
-    ask = Feedback(
-        team_id=TEAM,
-        channel_id=CHANNEL,
-        user_id=OWNER,
-        session_id=SID,
-        thread_ts=s.thread_ts,
-        ts=ts,
-        text="rewrite it please",
-    )
-    loop.store.add_user_turn(s, Turn(role=TurnRole.USER, ts=ts, user_id=OWNER, text=ask.text))
+    ask = await record_reply(loop, "rewrite it please", ts)
     loop.ctx.crash = CrashAt(None)
     await loop.run(start_trigger(), deliveries=2)  # v1, written with the ask in its history
     v1 = await loop.store.version(await session(loop), 1)
