@@ -1,15 +1,16 @@
 """The LLM port: one OpenAI-compatible client with short timeouts and our own retry policy.
 
-The SDK's own retries are off (``max_retries=0``) so every attempt is visible here and bounded;
-its 600 s default timeout is replaced by ``llm_timeout_s``. Structured outputs are requested as
-JSON schema; servers that reject ``json_schema`` are remembered and asked for ``json_object``.
+Every attempt is visible here and bounded (no hidden SDK retries; ``llm_timeout_s`` per connect
+and per read, ``call_limit_s`` for the whole call). Structured outputs are requested as JSON
+schema; servers that reject ``json_schema`` are remembered and asked for ``json_object``.
 
-Streams are read with aiohttp and parsed here. The SDK builds a pydantic model per chunk, which
-cost about half of a replica's CPU under load, and even its raw streaming response goes through
-four layers (httpx, httpcore, h11, anyio) per read: the largest share of the worker's CPU left
-(bench/README.md, the profiles). All a stream needs is one POST, its status and its bytes; its
-errors are classified like the SDK's (status, Retry-After, timeouts, dropped connections), and
-the same retries apply. Non-streamed calls still use the SDK.
+Calls are plain aiohttp POSTs to ``/chat/completions``, parsed here. The openai SDK built a
+pydantic model per streamed chunk (about half of a replica's CPU under load) and, even raw, went
+through four layers (httpx, httpcore, h11, anyio) per read; non-streamed calls through it cost
+the worker ~3 % of its CPU in request building and response models alone (bench/README.md, the
+profiles). All a call needs is one POST, its status and its bytes; errors are classified by
+status, Retry-After, timeouts and dropped connections, and the same retries apply. The SDK is
+kept for ``ping`` (``storyloop check``), where its error messages are the point.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 Progress = Callable[[Sequence[str]], Awaitable[None]]
 # Sees a streamed feedback answer's reply text so far.
 ReplyProgress = Callable[[str], Awaitable[None]]
+
+
+# After the first text is shown, a stream is read at most this often. Tokens arrive one per
+# network packet (~20 ms apart at 50 tokens/s); waking for each cost more of the worker's CPU
+# than parsing them. 50 ms gathers 2 or 3 a read at that rate and delays what is shown (already
+# throttled to one Slack edit a second or more) by at most that much.
+STREAM_BATCH_S = 0.05
 
 
 class StreamError(Exception):
@@ -117,27 +125,15 @@ def parse_structured(model: type[ModelT], text: str) -> ModelT:
         ) from None
 
 
-def _transport_error(exc: Exception, name: str) -> bool:
-    """Is ``exc`` the HTTP transport's ``name`` error? Read errors of a raw stream come from the
-    SDK's transport (httpx, or httpx2 in newer SDKs) unwrapped; both name their classes alike."""
-    return any(cls.__name__ == name for cls in type(exc).__mro__)
-
-
 def _classify(exc: Exception) -> LLMError:
     if isinstance(exc, LLMError):
         return exc
-    if isinstance(exc, openai.APITimeoutError | TimeoutError) or _transport_error(
-        exc, "TimeoutException"
-    ):
+    if isinstance(exc, TimeoutError):  # asyncio.wait_for, or aiohttp's connect / read timeout
         return LLMError(
             "The story writer took too long to answer.", retryable=True, detail="timeout"
         )
-    if isinstance(exc, openai.APIConnectionError | aiohttp.ClientError) or _transport_error(
-        exc, "TransportError"
-    ):
+    if isinstance(exc, aiohttp.ClientError):
         return LLMError("I couldn't reach the story writer.", retryable=True, detail="connection")
-    if isinstance(exc, openai.APIStatusError):
-        return _by_status(exc.status_code)
     if isinstance(exc, _HTTPStatusError):
         return _by_status(exc.status)
     return LLMError("The story writer had a problem answering.", retryable=True, detail=repr(exc))
@@ -161,18 +157,11 @@ def _by_status(status: int) -> LLMError:
 
 def _schema_rejected(exc: Exception) -> bool:
     """A 400 saying the server lacks ``response_format: json_schema``."""
-    if isinstance(exc, openai.BadRequestError):
-        return "response_format" in str(exc)
     return isinstance(exc, _HTTPStatusError) and exc.status == 400 and "response_format" in exc.body
 
 
 def _retry_after(exc: Exception) -> float | None:
-    if isinstance(exc, openai.APIStatusError):
-        value = exc.response.headers.get("retry-after")
-    elif isinstance(exc, _HTTPStatusError):
-        value = exc.retry_after
-    else:
-        return None
+    value = exc.retry_after if isinstance(exc, _HTTPStatusError) else None
     try:
         return float(value) if value else None
     except ValueError:
@@ -205,6 +194,33 @@ def _read_chunk(event: bytes, text: list[str]) -> tuple[bool, Usage | None]:
     return grew, None
 
 
+def _completion(raw: bytes) -> tuple[str, Usage]:
+    """A non-streamed chat completion's message text and usage."""
+    try:
+        body = orjson.loads(raw)
+    except ValueError:
+        raise StreamError("the answer was not JSON") from None
+    if not isinstance(body, dict):
+        raise StreamError("the answer was not an object")
+    choices = body.get("choices") or []
+    first = choices[0] if choices and isinstance(choices[0], dict) else {}
+    message = first.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    found = body.get("usage")
+    usage = Usage()
+    if isinstance(found, dict):
+        usage = Usage(
+            prompt_tokens=int(found.get("prompt_tokens") or 0),
+            completion_tokens=int(found.get("completion_tokens") or 0),
+        )
+    return content if isinstance(content, str) else "", usage
+
+
+def _dumps(body: Any) -> str:
+    """Request bodies by orjson: a prompt carries the whole conversation, every call."""
+    return orjson.dumps(body).decode()
+
+
 @functools.cache
 def _schema(model: type[BaseModel]) -> dict[str, Any]:
     """A model's JSON schema, built once: pydantic rebuilds it on every call, which was ~2 % of
@@ -223,13 +239,13 @@ class LLMClient:
         attempts: int,
         backoff_s: float = 1.0,
         call_limit_s: float | None = None,
+        stream_batch_s: float = STREAM_BATCH_S,
         metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
-        self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0
-        )
-        # Streams: one aiohttp session (opened at the first stream, inside the running loop).
+        self._base_url = base_url
+        self._api_key = api_key
+        # One aiohttp session for every call (opened at the first, inside the running loop).
         self._chat_url = base_url.rstrip("/") + "/chat/completions"
         self._headers = {"Authorization": f"Bearer {api_key}"}
         # Like the SDK's timeout: per connect and per read, not for the whole call.
@@ -240,22 +256,19 @@ class LLMClient:
         self.backoff_s = backoff_s
         # The SDK's timeout is per read: a slow but steady stream never trips it. Cap the call.
         self.call_limit_s = call_limit_s or timeout_s * 5
+        self.stream_batch_s = stream_batch_s
         self._json_schema_ok = True
 
-    async def _create(self, **kwargs: Any) -> Any:
-        """The SDK's overloads want its own TypedDicts; our messages are the same shape."""
-        create: Any = self._client.chat.completions.create
-        return await create(**kwargs)
-
     async def close(self) -> None:
-        await self._client.close()
         if self._http is not None:
             await self._http.close()
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
             # The SDK's pool size; a worker streams at most one answer per job slot.
-            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000))
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=1000), json_serialize=_dumps
+            )
         return self._http
 
     def _format(self, model: type[BaseModel], name: str | None = None) -> dict[str, Any]:
@@ -284,8 +297,6 @@ class LLMClient:
                     attempt -= 1
                     continue
                 error = _classify(exc)
-                if isinstance(exc, openai.BadRequestError):
-                    raise error from None
                 log.warning("LLM attempt %d/%d failed: %s", attempt, self.attempts, error)
                 if not error.retryable or attempt >= self.attempts:
                     raise error from None
@@ -351,14 +362,25 @@ class LLMClient:
                         response.status, await response.text(), response.headers.get("retry-after")
                     )
                 buffer = bytearray()
+                shown = False
                 async for data in response.content.iter_any():
+                    grew = done = False
                     for event in _stream_events(buffer, data):
                         if event.strip() == b"[DONE]":
-                            return parse_structured(model, "".join(text))
-                        grew, found = _read_chunk(event, text)
+                            done = True
+                            break
+                        more, found = _read_chunk(event, text)
+                        grew = grew or more
                         usage = found or usage
-                        if grew and on_progress is not None:
-                            await on_progress(text)
+                    if grew and on_progress is not None:
+                        await on_progress(text)  # once per read, however many tokens came
+                        shown = True
+                    if done:
+                        return parse_structured(model, "".join(text))
+                    if shown or on_progress is None:
+                        # Let the next tokens gather in aiohttp's buffer: one wake-up reads
+                        # several instead of one each (see STREAM_BATCH_S).
+                        await asyncio.sleep(self.stream_batch_s)
             return parse_structured(model, "".join(text))
 
         answer = await self._with_retries(call, "stream")
@@ -378,24 +400,33 @@ class LLMClient:
 
         async def call() -> ModelT:
             nonlocal usage
-            completion = await self._create(
-                model=self.model,
-                messages=list(messages),
-                response_format=self._format(model, name),
-            )
-            if completion.usage is not None:
-                usage = Usage(
-                    prompt_tokens=completion.usage.prompt_tokens,
-                    completion_tokens=completion.usage.completion_tokens,
-                )
-            content = completion.choices[0].message.content if completion.choices else None
-            return parse_structured(model, content or "")
+            body = {
+                "model": self.model,
+                "messages": list(messages),
+                "response_format": self._format(model, name),
+            }
+            async with self._session().post(
+                self._chat_url, json=body, headers=self._headers, timeout=self._timeout
+            ) as response:
+                if response.status != 200:
+                    raise _HTTPStatusError(
+                        response.status, await response.text(), response.headers.get("retry-after")
+                    )
+                raw = await response.read()
+            content, usage = _completion(raw)
+            return parse_structured(model, content)
 
         answer = await self._with_retries(call, "structured")
         self.metrics.tokens(usage.prompt_tokens, usage.completion_tokens)
         return answer, usage
 
     async def ping(self) -> str:
-        """List models (used by ``storyloop check``)."""
-        models = await self._client.models.list()
+        """List models (used by ``storyloop check``): the SDK, for its plain error messages."""
+        client = openai.AsyncOpenAI(
+            base_url=self._base_url, api_key=self._api_key, timeout=10, max_retries=0
+        )
+        try:
+            models = await client.models.list()
+        finally:
+            await client.close()
         return ", ".join(m.id for m in models.data[:5]) or "(no models listed)"

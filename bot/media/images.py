@@ -1,8 +1,15 @@
-"""The image port: one call to an OpenAI-compatible Images API, never retried by itself.
+"""The image port: one POST to an OpenAI-compatible Images API, never retried by itself.
 
-A generation is paid: the SDK's two automatic retries could bill twice, so the client is built
-with ``max_retries=0`` and every failure is classified for the user instead (a retry is their
-explicit choice). The SDK's timeout is per read; the whole call is capped too.
+A generation is paid: an automatic retry could bill twice, so there is none; every failure is
+classified for the user instead (a retry is their explicit choice). The timeout applies per
+connect and per read, and to the whole call.
+
+One aiohttp POST to ``/images/generations``, not the openai SDK: the SDK's request building,
+four transport layers and response models were ~6 % of the worker's CPU under load for four
+images a session (bench/README.md, the profiles), and all this needs is a status, an error
+code and one base64 field. Its errors are classified as the SDK's status classes were (400
+``moderation_blocked``, 401/403, 404, 429, 5xx), and ``ping`` keeps the SDK for its plain
+messages in ``storyloop check``.
 """
 
 from __future__ import annotations
@@ -14,7 +21,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import aiohttp
 import openai
+import orjson
 
 from bot.metrics import Metrics
 from bot.pipeline.pricing import ImageUsage
@@ -42,63 +51,93 @@ class ImageMaker(Protocol):
     async def generate(self, prompt: str) -> GeneratedImage: ...
 
 
-def _usage(raw: Any) -> ImageUsage:
-    usage = getattr(raw, "usage", None)
-    if usage is None:
+class ImageHTTPError(Exception):
+    """The Images API answered with an error status; ``code`` is its ``error.code``, if any."""
+
+    def __init__(self, status: int, code: str | None) -> None:
+        super().__init__(f"status {status} ({code})")
+        self.status = status
+        self.code = code
+
+
+def _error_code(raw: bytes) -> str | None:
+    try:
+        body = orjson.loads(raw)
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def _usage(body: dict[str, Any]) -> ImageUsage:
+    usage = body.get("usage")
+    if not isinstance(usage, dict):
         return ImageUsage()
-    details = getattr(usage, "input_tokens_details", None)
-    text = int(getattr(details, "text_tokens", 0) or 0) if details is not None else 0
-    image = int(getattr(details, "image_tokens", 0) or 0) if details is not None else 0
-    total_in = int(getattr(usage, "input_tokens", 0) or 0)
+    details = usage.get("input_tokens_details")
+    details = details if isinstance(details, dict) else {}
+    text = int(details.get("text_tokens") or 0)
+    image = int(details.get("image_tokens") or 0)
+    total_in = int(usage.get("input_tokens") or 0)
     return ImageUsage(
         text_input_tokens=text or max(total_in - image, 0),
         image_input_tokens=image,
-        output_tokens=int(getattr(usage, "output_tokens", 0) or 0),
+        output_tokens=int(usage.get("output_tokens") or 0),
     )
+
+
+def _image(body: Any) -> bytes:
+    """The first image's bytes, or b"" when the answer has none (or not base64)."""
+    data = body.get("data") if isinstance(body, dict) else None
+    first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+    encoded = first.get("b64_json")
+    try:
+        return base64.b64decode(encoded if isinstance(encoded, str) else "", validate=True)
+    except (binascii.Error, ValueError):
+        return b""
 
 
 def classify(exc: BaseException, model: str) -> ImageError:
     """Plain words for why an image wasn't made."""
     if isinstance(exc, ImageError):
         return exc
-    if isinstance(exc, openai.BadRequestError) and getattr(exc, "code", None) == (
-        "moderation_blocked"
-    ):
+    status = exc.status if isinstance(exc, ImageHTTPError) else None
+    if status == 400 and isinstance(exc, ImageHTTPError) and exc.code == "moderation_blocked":
         return ImageError(
             "moderation_blocked",
             "The image service's safety system refused this image's prompt. Say in the thread "
             "how to reword it (for example, less violent or without a real person's name), "
             "then Redo it.",
         )
-    if isinstance(exc, openai.RateLimitError):
+    if status == 429:
         return ImageError(
             "rate_limited", "The image service is busy (rate limited). Use Retry in a minute."
         )
-    if isinstance(exc, openai.APITimeoutError | asyncio.TimeoutError | TimeoutError):
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):  # incl. aiohttp's read timeout
         return ImageError(
             "timeout",
             "The image service took too long. It may still have made (and billed) the image; "
             "Retry asks for it again.",
         )
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, aiohttp.ClientError):
         return ImageError(
             "connection",
             "I lost the connection to the image service. It may still have made (and billed) "
             "the image; Retry asks for it again.",
         )
-    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+    if status in (401, 403):
         return ImageError(
             "auth",
             "The image service refused our credentials; an admin needs to check the image "
             "settings (STORYLOOP_IMAGE_API_KEY).",
         )
-    if isinstance(exc, openai.NotFoundError):
+    if status == 404:
         return ImageError(
             "model",
             f"The image model “{model}” isn't available (it may have been shut down); an admin "
             "needs to set STORYLOOP_IMAGE_MODEL.",
         )
-    if isinstance(exc, openai.BadRequestError):
+    if status == 400:
         return ImageError(
             "rejected", "The image service rejected the request. Reword it, then Redo."
         )
@@ -120,50 +159,69 @@ class ImageClient:
         metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
-        self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0
-        )
+        self.base_url = base_url
+        self._url = base_url.rstrip("/") + "/images/generations"
+        self._api_key = api_key
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
+        self._http: aiohttp.ClientSession | None = None
         self.model = model
         self.size = size
         self.quality = quality
         self.timeout_s = timeout_s
 
     async def close(self) -> None:
-        await self._client.close()
+        if self._http is not None:
+            await self._http.close()
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:  # opened inside the running loop
+            self._http = aiohttp.ClientSession()
+        return self._http
+
+    async def _post(self, body: dict[str, Any]) -> Any:
+        async with self._session().post(
+            self._url, data=orjson.dumps(body), headers=self._headers, timeout=self._timeout
+        ) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise ImageHTTPError(response.status, _error_code(raw))
+        try:
+            return orjson.loads(raw)
+        except ValueError:
+            return None
 
     async def generate(self, prompt: str) -> GeneratedImage:
         """One image for ``prompt``. Raises ``ImageError``; never retries."""
-        create: Any = self._client.images.generate
+        body = {
+            "model": self.model,
+            "prompt": prompt,
+            "n": 1,
+            "size": self.size,
+            "quality": self.quality,
+            "output_format": "png",
+        }
         try:
             with self.metrics.provider_call("image", "generate"):
-                response = await asyncio.wait_for(
-                    create(
-                        model=self.model,
-                        prompt=prompt,
-                        n=1,
-                        size=self.size,
-                        quality=self.quality,
-                        output_format="png",
-                    ),
-                    self.timeout_s,
-                )
+                answer = await asyncio.wait_for(self._post(body), self.timeout_s)
         except Exception as exc:
             error = classify(exc, self.model)
             log.warning("image generation failed: %s (%s)", error.code, type(exc).__name__)
             raise error from None
-        data = response.data or []
-        encoded = getattr(data[0], "b64_json", None) if data else None
-        try:
-            image = base64.b64decode(encoded or "", validate=True)
-        except (binascii.Error, ValueError):
-            image = b""
+        image = _image(answer)
         if not image:
             raise ImageError("provider", "The image service answered without an image. Retry.")
-        return GeneratedImage(image, _usage(response))
+        return GeneratedImage(image, _usage(answer))
 
     async def ping(self) -> str:
         """Is the endpoint reachable, and does it list the image model? (No paid call.)"""
-        models = await self._client.models.list()
+        client = openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=self._api_key, timeout=10, max_retries=0
+        )
+        try:
+            models = await client.models.list()
+        finally:
+            await client.close()
         ids = [m.id for m in models.data]
         if self.model in ids:
             return f"{self.model} is listed"
