@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
@@ -37,6 +38,48 @@ CLUSTER_SCHEME = "redis+cluster"
 
 def _retry(retries: int) -> Retry:
     return Retry(ExponentialBackoff(cap=0.5, base=0.05), retries)
+
+
+class QuickPool(BlockingConnectionPool):
+    """A blocking pool whose common case — a connection free and nobody waiting — is direct.
+
+    Every command takes a connection from the pool and gives it back. redis-py's blocking pool
+    does that under an ``asyncio.Condition``, a timeout scope, a deprecation wrapper and metrics
+    hooks: 2.7 % of the app's CPU in the bench's profile (~100 round trips a session, 2 processes).
+    Here a free connection is popped and pushed back directly; only when none is free, or
+    someone waits for one, is the parent's path taken, so its blocking, its 5 s limit and its
+    fairness are kept (a release with waiters notifies them). Between two awaits nothing else
+    runs, so the direct path needs no lock.
+    """
+
+    def _quiet(self) -> bool:
+        waiters = self._condition._waiters
+        return not getattr(self, "_in_maintenance", False) and not waiters
+
+    async def get_connection(
+        self, command_name: object = None, *keys: object, **options: object
+    ) -> AbstractConnection:
+        if not (self._available_connections and self._quiet()):
+            return await super().get_connection()  # type: ignore[no-untyped-call,no-any-return]
+        connection = self._available_connections.pop()
+        self._in_use_connections.add(connection)
+        try:
+            await self.ensure_connection(connection)  # connected, and nothing left unread
+        except BaseException:
+            await self.release(connection)
+            raise
+        return connection
+
+    async def release(self, connection: AbstractConnection) -> None:
+        if (
+            not self._quiet()
+            or connection not in self._in_use_connections
+            or connection.should_reconnect()  # type: ignore[no-untyped-call]
+        ):
+            await super().release(connection)  # notifies waiters; disconnects if it should
+            return
+        self._in_use_connections.remove(connection)  # no await from the check to here
+        self._available_connections.append(connection)
 
 
 def _hosts(netloc: str) -> list[tuple[str, int]]:
@@ -84,7 +127,7 @@ def connect(
     tcp = {} if url.startswith("unix://") else {"socket_keepalive": True}
     # A blocking pool: when every connection is busy a command waits for one (up to 5 s)
     # instead of failing at once with MaxConnectionsError.
-    pool = BlockingConnectionPool.from_url(
+    pool = QuickPool.from_url(
         url,
         max_connections=max_connections,
         timeout=5,
