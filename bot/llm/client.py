@@ -43,11 +43,12 @@ Progress = Callable[[Sequence[str]], Awaitable[None]]
 ReplyProgress = Callable[[str], Awaitable[None]]
 
 
-# After the first text is shown, a stream is read at most this often. Tokens arrive one per
-# network packet (~20 ms apart at 50 tokens/s); waking for each cost more of the worker's CPU
-# than parsing them. 50 ms gathers 2 or 3 a read at that rate and delays what is shown (already
-# throttled to one Slack edit a second or more) by at most that much.
-STREAM_BATCH_S = 0.05
+# After the first text is shown, a stream's socket is read at most this often. Tokens arrive
+# one per network packet (~20 ms apart at 50 tokens/s), and reading each one — a wake-up of the
+# loop, a read() and a parse — was most of the worker's system calls (~1,000 reads a session in
+# the bench). Paused, the kernel gathers them: one read takes all that came in the pause. It
+# delays what is shown (already throttled to one Slack edit a second or more) by at most that.
+STREAM_BATCH_S = 0.1
 
 
 class StreamError(Exception):
@@ -216,6 +217,27 @@ def _completion(raw: bytes) -> tuple[str, Usage]:
     return content if isinstance(content, str) else "", usage
 
 
+async def _gather(response: aiohttp.ClientResponse, seconds: float) -> None:
+    """Leave the socket unread for ``seconds`` (see ``STREAM_BATCH_S``).
+
+    The transport is paused, not aiohttp's protocol: pausing the protocol also pauses its
+    parser, which then hands back one held event at the resume and the rest only a pause later.
+    Nothing reads the response meanwhile, so aiohttp's own flow control has nothing to undo;
+    its read timeout (``llm_timeout_s``, seconds) cannot trip in a pause this short.
+    """
+    connection = response.connection
+    transport = connection.transport if connection is not None else None
+    if transport is None or not transport.is_reading():
+        await asyncio.sleep(seconds)
+        return
+    transport.pause_reading()
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        if not transport.is_closing():
+            transport.resume_reading()
+
+
 def _dumps(body: Any) -> str:
     """Request bodies by orjson: a prompt carries the whole conversation, every call."""
     return orjson.dumps(body).decode()
@@ -378,9 +400,7 @@ class LLMClient:
                     if done:
                         return parse_structured(model, "".join(text))
                     if shown or on_progress is None:
-                        # Let the next tokens gather in aiohttp's buffer: one wake-up reads
-                        # several instead of one each (see STREAM_BATCH_S).
-                        await asyncio.sleep(self.stream_batch_s)
+                        await _gather(response, self.stream_batch_s)
             return parse_structured(model, "".join(text))
 
         answer = await self._with_retries(call, "stream")
