@@ -45,4 +45,3 @@ async def test_more_commands_than_connections_wait_their_turn(redis_server: Redi
         assert await client.ping()
     finally:
         await client.aclose()
-
