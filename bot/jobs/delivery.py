@@ -35,6 +35,7 @@ async def deliver(ctx: FlowContext, job: Job, session: Session, steps: list[str]
     marker = None if job.eager else await ctx.repo.done(job.id)
     replayed = marker is not None and set(steps) <= set(marker.get("deliver") or [])
     ctx.repo.defer_records(job.id, on=replayed)
+    later: SlackDeliveryError | None = None
     try:
         for step in steps:
             try:
@@ -42,8 +43,15 @@ async def deliver(ctx: FlowContext, job: Job, session: Session, steps: list[str]
             except (SlackDeliveryError, NotPostable) as exc:
                 # Slack refused one view of the state; the state itself is committed and safe.
                 log.error("delivery step %s for session %s failed: %s", step, s.id, exc)
+                if isinstance(exc, SlackDeliveryError) and exc.transient:
+                    later = later or exc
     finally:
         ctx.repo.defer_records(job.id, on=False)
+    if later is not None and job.deliveries < ctx.settings.max_deliveries:
+        # Slack was busy or unreachable for a step: the job is retried, and its replay shows
+        # what is still missing (what was shown is in the ledger). The last delivery lets it
+        # go, so a Slack outage can't hold a job forever.
+        raise later
     ctx.crash.reach("after_deliver")
 
 

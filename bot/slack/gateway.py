@@ -76,7 +76,22 @@ class NotPostable(Exception):
 
 
 class SlackDeliveryError(Exception):
-    """A Slack call failed for a reason other than rate limits; already logged with context."""
+    """A Slack call failed; already logged with context.
+
+    ``transient``: Slack was unreachable, erring (5xx) or still rate limiting after our waits —
+    the same call can work later, so a job whose result was committed is retried to show it
+    (``bot/jobs/delivery.py``) rather than leaving the thread without it.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def _busy(exc: SlackApiError) -> bool:
+    """Rate limited past our waits, or Slack's own error: worth trying again later."""
+    status = int(exc.response.status_code)
+    return status == 429 or status >= 500
 
 
 class LeaseLost(Exception):
@@ -209,7 +224,7 @@ class SlackGateway:
                 found = await self._find_posted(session, slot, thread_ts)
                 if found:
                     return await self.ledger.record_message(session, slot, found)
-        raise SlackDeliveryError(f"could not post {slot}")
+        raise SlackDeliveryError(f"could not post {slot}", transient=True)
 
     async def _post_and_record(
         self, session: Session, slot: str, msg: Rendered, thread_ts: str | None
@@ -254,7 +269,7 @@ class SlackGateway:
             if error in NOT_POSTABLE:
                 raise NotPostable(error) from None
             log.error("chat.postMessage %s in %s failed: %s", slot, session.channel_id, error)
-            raise SlackDeliveryError(error) from None
+            raise SlackDeliveryError(error, transient=_busy(exc)) from None
         return str(resp["ts"])
 
     async def _find_posted(self, session: Session, slot: str, thread_ts: str | None) -> str | None:
@@ -284,11 +299,15 @@ class SlackGateway:
                 )
         except _TRANSIENT as exc:
             log.warning("could not look for %s in Slack (%s); trying again later", slot, exc)
-            raise SlackDeliveryError(f"could not check whether {slot} was posted") from None
+            raise SlackDeliveryError(
+                f"could not check whether {slot} was posted", transient=True
+            ) from None
         except SlackApiError as exc:
-            if exc.response.status_code == 429 or exc.response.status_code >= 500:
+            if _busy(exc):
                 log.warning("could not look for %s in Slack (%s); trying again later", slot, exc)
-                raise SlackDeliveryError(f"could not check whether {slot} was posted") from None
+                raise SlackDeliveryError(
+                    f"could not check whether {slot} was posted", transient=True
+                ) from None
             log.warning("could not look for %s in Slack: %s", slot, exc.response.get("error"))
             return None
         messages: list[dict[str, Any]] = resp.get("messages") or []
@@ -352,8 +371,8 @@ class SlackGateway:
                 error = exc.response.get("error")
                 if not best_effort:
                     log.error("chat.update %s in %s failed: %s", ts, session.channel_id, error)
-                raise SlackDeliveryError(str(error)) from None
-        raise SlackDeliveryError(f"could not update {ts}")
+                raise SlackDeliveryError(str(error), transient=_busy(exc)) from None
+        raise SlackDeliveryError(f"could not update {ts}", transient=True)
 
     def delivery_metadata(self, session: Session, slot: str) -> dict[str, Any]:
         """The metadata every delivered message carries (what ``_find_posted`` looks for)."""

@@ -500,6 +500,28 @@ async def test_failed_regeneration_restores_v1_and_retry_makes_v2(
     assert_no_raw_errors(emu)
 
 
+async def test_a_notice_slack_failed_to_take_is_shown_by_the_jobs_retry(
+    emu: SlackEmulator, llm: FakeLLM, app: AppUnderTest
+) -> None:
+    """v2 is committed, then Slack answers the notice's post with a 5xx: the job is retried
+    (not finished without it) and its replay posts the notice — once."""
+    _card, story = await start_session(emu)
+    await wait_reviewable(emu, story, what="story v1")
+    emu.fail_next("chat.postMessage", status=503)
+    ack = await emu.click(story.ts, "story_regenerate", user=OWNER)
+    assert ack.ok
+    notice = (await emu.wait_for(lambda: by_slot(emu, "notice:2"), timeout=20))[0]
+    assert "Story updated to v2" in block_text(notice)
+    await wait_story(emu, story, lambda m: "Story v2" in block_text(m) and has_review_buttons(m))
+    failed = [c for c in emu.calls_to("chat.postMessage") if c.status == 503]
+    assert len(failed) == 1  # the notice's first try: Slack took nothing
+    s = await session(app, emu, story)
+    assert s.version == 2 and [v.number for v in await versions(app, s)] == [1, 2]
+    await asyncio.sleep(0.5)
+    assert len(by_slot(emu, "notice:2")) == 1
+    assert_no_raw_errors(emu)
+
+
 # --- 7. no JSON-schema support: json_object fallback ----------------------------------------
 
 
