@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from bench.observe import BenchEmulator
-from tests.e2e.processes import ROOT, AppProcess
+from tests.e2e.processes import ROOT, AppProcess, scratch_dir
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -349,7 +348,7 @@ def storyloop_env(
         "STORYLOOP_MODEL": "storyloop-test",
         "REDIS_URL": redis_url,
         "LOG_LEVEL": "INFO",
-        "STORYLOOP_DATA_DIR": tempfile.mkdtemp(prefix="storyloop-bench-"),  # the image spool
+        "STORYLOOP_DATA_DIR": scratch_dir("storyloop-bench-"),  # the image spool
         # The bench measures the app's own throughput with every session in one emulated
         # workspace; Slack's real limits (the shared rate budget) would pace that to ~50 edits a
         # minute. `--app-env STORYLOOP_SLACK_BUDGET=true` runs it paced (README: rate budget).

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +19,7 @@ from bot.app import Runtime, build_runtime
 from bot.config import Settings, load_settings
 from bot.pipeline.models import Session
 from bot.runtime import start_http, start_socket_mode
+from tests.e2e.processes import scratch_dir
 from tests.emulators.openai_server import FakeLLM
 from tests.emulators.slack import SlackEmulator, StoredMessage
 
@@ -58,7 +58,7 @@ def app_env(
         # Socket Mode's metrics port is off unless a test asks for it (replicas share a host).
         "STORYLOOP_METRICS_PORT": "0",
         # Where image bytes wait between the provider and Slack (kept across a restart).
-        "STORYLOOP_DATA_DIR": tempfile.mkdtemp(prefix="storyloop-data-"),
+        "STORYLOOP_DATA_DIR": scratch_dir("storyloop-data-"),
     }
     if mode == "socket":
         env["SLACK_APP_TOKEN"] = emu.app_token

@@ -7,9 +7,19 @@ import contextlib
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+_SCRATCH: list[tempfile.TemporaryDirectory[str]] = []
+
+
+def scratch_dir(prefix: str) -> str:
+    """A directory for an app's data (its image spool), removed when this process exits — a
+    full test run makes hundreds, which ``mkdtemp`` left behind in /tmp."""
+    directory = tempfile.TemporaryDirectory(prefix=prefix, ignore_cleanup_errors=True)
+    _SCRATCH.append(directory)
+    return directory.name
 
 
 class AppProcess:
