@@ -1,4 +1,5 @@
-"""Shared fixtures: a real redis-server per test session, flushed per test; no real network."""
+"""Shared fixtures: a real redis-server per test session, flushed per test; the OpenAI-compatible
+emulator; no real network."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from tests.emulators.openai_server import FakeLLM
 from tests.support.redis_server import RedisServer
 
 _real_connect = socket.socket.connect
@@ -49,3 +51,13 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[FakeLLM]:
+    """The OpenAI-compatible emulator (chat, images, videos, speech) on a free local port;
+    modules that need other timings define their own."""
+    server = FakeLLM()
+    await server.start()
+    yield server
+    await server.stop()

@@ -16,11 +16,12 @@ kept for ``ping`` (``storyloop check``), where its error messages are the point.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
@@ -238,6 +239,17 @@ async def _gather(response: aiohttp.ClientResponse, seconds: float) -> None:
             transport.resume_reading()
 
 
+async def listed_models(base_url: str, api_key: str) -> list[str]:
+    """The ids an OpenAI-compatible endpoint lists (``storyloop check``; nothing paid). The
+    SDK, for its plain error messages, where speed doesn't matter."""
+    client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=10, max_retries=0)
+    try:
+        models = await client.models.list()
+    finally:
+        await client.close()
+    return [m.id for m in models.data]
+
+
 def _dumps(body: Any) -> str:
     """Request bodies by orjson: a prompt carries the whole conversation, every call."""
     return orjson.dumps(body).decode()
@@ -292,6 +304,18 @@ class LLMClient:
                 connector=aiohttp.TCPConnector(limit=1000), json_serialize=_dumps
             )
         return self._http
+
+    @contextlib.asynccontextmanager
+    async def _chat(self, body: dict[str, Any]) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST ``body`` to ``/chat/completions``; an error status raises (``_classify``)."""
+        async with self._session().post(
+            self._chat_url, json=body, headers=self._headers, timeout=self._timeout
+        ) as response:
+            if response.status != 200:
+                raise _HTTPStatusError(
+                    response.status, await response.text(), response.headers.get("retry-after")
+                )
+            yield response
 
     def _format(self, model: type[BaseModel], name: str | None = None) -> dict[str, Any]:
         if not self._json_schema_ok:
@@ -376,13 +400,7 @@ class LLMClient:
                 "stream": True,
                 "stream_options": {"include_usage": True},
             }
-            async with self._session().post(
-                self._chat_url, json=body, headers=self._headers, timeout=self._timeout
-            ) as response:
-                if response.status != 200:
-                    raise _HTTPStatusError(
-                        response.status, await response.text(), response.headers.get("retry-after")
-                    )
+            async with self._chat(body) as response:
                 buffer = bytearray()
                 shown = False
                 async for data in response.content.iter_any():
@@ -425,13 +443,7 @@ class LLMClient:
                 "messages": list(messages),
                 "response_format": self._format(model, name),
             }
-            async with self._session().post(
-                self._chat_url, json=body, headers=self._headers, timeout=self._timeout
-            ) as response:
-                if response.status != 200:
-                    raise _HTTPStatusError(
-                        response.status, await response.text(), response.headers.get("retry-after")
-                    )
+            async with self._chat(body) as response:
                 raw = await response.read()
             content, usage = _completion(raw)
             return parse_structured(model, content)
@@ -441,12 +453,6 @@ class LLMClient:
         return answer, usage
 
     async def ping(self) -> str:
-        """List models (used by ``storyloop check``): the SDK, for its plain error messages."""
-        client = openai.AsyncOpenAI(
-            base_url=self._base_url, api_key=self._api_key, timeout=10, max_retries=0
-        )
-        try:
-            models = await client.models.list()
-        finally:
-            await client.close()
-        return ", ".join(m.id for m in models.data[:5]) or "(no models listed)"
+        """List models (used by ``storyloop check``)."""
+        ids = await listed_models(self._base_url, self._api_key)
+        return ", ".join(ids[:5]) or "(no models listed)"

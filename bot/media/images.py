@@ -8,8 +8,8 @@ One aiohttp POST to ``/images/generations``, not the openai SDK: the SDK's reque
 four transport layers and response models were ~6 % of the worker's CPU under load for four
 images a session (bench/README.md, the profiles), and all this needs is a status, an error
 code and one base64 field. Its errors are classified as the SDK's status classes were (400
-``moderation_blocked``, 401/403, 404, 429, 5xx), and ``ping`` keeps the SDK for its plain
-messages in ``storyloop check``.
+``moderation_blocked``, 401/403, 404, 429, 5xx); ``ping`` (``storyloop check``) lists models with
+the SDK, for its plain error messages.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
-import openai
 import orjson
 
+from bot.llm.client import listed_models
 from bot.metrics import Metrics
 from bot.pipeline.pricing import ImageUsage
 
@@ -215,14 +215,6 @@ class ImageClient:
 
     async def ping(self) -> str:
         """Is the endpoint reachable, and does it list the image model? (No paid call.)"""
-        client = openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=self._api_key, timeout=10, max_retries=0
-        )
-        try:
-            models = await client.models.list()
-        finally:
-            await client.close()
-        ids = [m.id for m in models.data]
-        if self.model in ids:
+        if self.model in await listed_models(self.base_url, self._api_key):
             return f"{self.model} is listed"
         return f"reachable; {self.model} is not listed (gateways often don't list image models)"

@@ -21,14 +21,6 @@ async def emu() -> AsyncIterator[SlackEmulator]:
     await emulator.stop()
 
 
-@pytest.fixture
-async def llm() -> AsyncIterator[FakeLLM]:
-    server = FakeLLM()
-    await server.start()
-    yield server
-    await server.stop()
-
-
 @pytest.fixture(params=["socket"])
 def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -21,14 +21,6 @@ MODEL = "gpt-image-2"
 
 
 @pytest.fixture
-async def llm() -> AsyncIterator[FakeLLM]:
-    server = FakeLLM()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def images(llm: FakeLLM) -> AsyncIterator[ImageClient]:
     client = ImageClient(
         base_url=llm.base_url,

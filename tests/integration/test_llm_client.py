@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 
@@ -23,14 +23,6 @@ MESSAGES: list[ChatMessage] = [
     {"role": "system", "content": "You help shape a short video story. Answer in JSON."},
     {"role": "user", "content": "Target duration: 30 seconds\nBrief: a lighthouse keeper"},
 ]
-
-
-@pytest.fixture
-async def llm() -> AsyncIterator[FakeLLM]:
-    server = FakeLLM()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def client_for(llm: FakeLLM, **kw: float | int) -> LLMClient:

@@ -51,14 +51,6 @@ def story_messages(target: int = 30, extra: str = "") -> Any:
 
 
 @pytest.fixture
-async def llm() -> AsyncIterator[FakeLLM]:
-    server = FakeLLM()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def client(llm: FakeLLM) -> AsyncIterator[openai.AsyncOpenAI]:
     sdk = openai.AsyncOpenAI(base_url=llm.base_url, api_key="test", max_retries=0, timeout=5)
     yield sdk
