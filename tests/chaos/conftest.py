@@ -9,10 +9,10 @@ import pytest
 
 from tests.chaos.checker import Trace
 from tests.chaos.support import Replicas
-from tests.e2e.conftest import emu, llm
+from tests.e2e.conftest import emu
 from tests.emulators.slack import SlackEmulator
 
-__all__ = ["emu", "llm"]
+__all__ = ["emu"]  # the fake LLM comes from tests/conftest.py
 
 
 @pytest.fixture

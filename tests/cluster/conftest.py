@@ -59,5 +59,5 @@ def sentinel_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentine
         setup.stop()
 
 
-# The Slack emulator and the fake LLM of the end-to-end tests.
-from tests.e2e.conftest import emu, llm  # noqa: E402, F401
+# The Slack emulator of the end-to-end tests (the fake LLM comes from tests/conftest.py).
+from tests.e2e.conftest import emu  # noqa: E402, F401
