@@ -56,7 +56,15 @@ class ProgressReporter:
             chars=len(text),
             elapsed_s=now - self.started,
         )
-        if not await self.ctx.repo.holds(self.session.team_id, self.session.id, self.job.fence):
+        try:
+            ours = await self.ctx.repo.holds(self.session.team_id, self.session.id, self.job.fence)
+        except Exception as exc:
+            # Redis out for a moment: skip this edit. Raised from here, it would end the LLM's
+            # answer (the client's retries would ask for it again); the commit that follows
+            # has its own retries and its fence.
+            log.info("progress edit skipped: could not check the lease (%s)", type(exc).__name__)
+            return
+        if not ours:
             return  # paused past our lease: another worker owns this message now
         try:
             await self.ctx.gateway.update(

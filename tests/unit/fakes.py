@@ -79,6 +79,7 @@ class MemoryStore:
         self.lists: dict[str, list[str]] = {}
         self.streams: dict[str, list[dict[str, str]]] = {}
         self.commits = 0  # commits applied (a recognised re-send doesn't count)
+        self.unreachable_lease_checks = 0  # the next N ``holds`` raise, as redis-py does when down
 
     # --- raw Redis-like access (also for assertions) ----------------------------------------
     def _check(self, key: str, kind: dict[str, Any]) -> None:
@@ -275,6 +276,9 @@ class MemoryStore:
         return await self.acquire(team_id, session_id, lease_ms)
 
     async def holds(self, team_id: str, session_id: str, token: int) -> bool:
+        if self.unreachable_lease_checks:
+            self.unreachable_lease_checks -= 1
+            raise ConnectionError("Redis is unreachable (scripted)")
         return self.string(keys.lock(team_id, session_id)) == str(token)
 
     async def renew(self, team_id: str, session_id: str, token: int, lease_ms: int) -> bool:

@@ -215,6 +215,21 @@ async def test_start_posts_the_card_and_writes_story_v1_for_review(loop: Loop) -
     assert loop.store.cached_llm_keys() == []
 
 
+async def test_a_lease_check_redis_cant_answer_skips_a_progress_edit_not_the_story(
+    tmp_path: Path,
+) -> None:
+    """The live edit's lease check meets Redis down: that edit is skipped; the LLM's answer is
+    kept (not asked for again) and v1 is committed and shown."""
+    loop = build_loop(tmp_path, STORYLOOP_PROGRESS_INTERVAL=0.1)  # an edit is due at once
+    loop.store.unreachable_lease_checks = 1
+    s = await start(loop)
+    assert loop.store.unreachable_lease_checks == 0  # the check was made, and failed
+    assert (s.status, s.version) == (Status.AWAITING_REVIEW, 1)
+    assert loop.writer.count("story") == 1
+    story = loop.chat.slot("story")
+    assert story is not None and "The Bottle That Came Back" in story.text
+
+
 async def test_a_redelivered_start_replays_its_delivery_and_writes_nothing_again(
     loop: Loop,
 ) -> None:
