@@ -100,11 +100,12 @@ def _where(t: DeleteSession, gone: dict[str, Any]) -> Session:
 
 
 async def _answer(ctx: FlowContext, job: Job, t: DeleteSession, text: str) -> None:
-    """The one answer the deleter gets (the notice in the thread is everyone's)."""
+    """The one answer the deleter gets (the notice in the thread is everyone's); marked done
+    first, for the reason ``Flows.refuse`` gives."""
+    await ctx.repo.mark_done(job.id, {"deliver": []})
     await ctx.gateway.ephemeral(
         channel_id=t.channel_id,
         user_id=t.user_id,
         msg=blocks.ephemeral(text, trusted=True),
         response_url=t.response_url,
     )
-    await ctx.repo.mark_done(job.id, {"deliver": []})

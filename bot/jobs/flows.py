@@ -104,14 +104,20 @@ class Flows:
 
     # --- helpers ----------------------------------------------------------------------------
     async def refuse(self, job: Job, t: Click, text: str) -> None:
-        """One polite ephemeral to the clicker, then the job is done."""
+        """One polite ephemeral to the clicker; the job is done.
+
+        Marked done *before* it is sent: a ``response_url`` post can't be looked up afterwards,
+        so when Redis failed after it, the retry refused a second time — in other words if the
+        state had moved (fault loop, RELIABILITY row 3). Marked first, a Redis failure sends
+        nothing and the retry refuses once; only a crash between the two loses the note, and
+        the click changed nothing, so clicking again shows it."""
+        await self.ctx.repo.mark_done(job.id, {"deliver": []})
         await self.ctx.gateway.ephemeral(
             channel_id=t.channel_id,
             user_id=t.user_id,
             msg=blocks.ephemeral(text, trusted=True),
             response_url=t.response_url,
         )
-        await self.ctx.repo.mark_done(job.id, {"deliver": []})
 
     async def resume_if_mine(self, job: Job, s: Session) -> bool:
         """A re-delivered job whose generation was interrupted picks it up where it was."""

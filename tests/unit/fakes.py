@@ -80,6 +80,7 @@ class MemoryStore:
         self.streams: dict[str, list[dict[str, str]]] = {}
         self.commits = 0  # commits applied (a recognised re-send doesn't count)
         self.unreachable_lease_checks = 0  # the next N ``holds`` raise, as redis-py does when down
+        self.unreachable_marks = 0  # the next N ``mark_done`` raise, the same way
 
     # --- raw Redis-like access (also for assertions) ----------------------------------------
     def _check(self, key: str, kind: dict[str, Any]) -> None:
@@ -347,6 +348,9 @@ class MemoryStore:
         return dict(json.loads(raw)) if raw else None
 
     async def mark_done(self, job_id: str, marker: dict[str, Any]) -> None:
+        if self.unreachable_marks:
+            self.unreachable_marks -= 1
+            raise ConnectionError("Redis is unreachable (scripted)")
         self.set_string(keys.done(job_id), json.dumps(marker))
 
     def defer_records(self, job_id: str, *, on: bool) -> None:

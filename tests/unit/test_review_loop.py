@@ -295,6 +295,23 @@ async def test_only_the_owner_may_approve(loop: Loop) -> None:
     assert (await session(loop)).stage is Stage.STORY
 
 
+async def test_a_refusal_whose_done_mark_redis_cant_take_is_sent_once_by_the_retry(
+    loop: Loop,
+) -> None:
+    """Redis fails as the refused click's job marks itself done: nothing has been sent yet, and
+    the retry sends the one refusal (a response_url post can't be looked up to avoid a second)."""
+    s = await start(loop)
+    trigger = click_trigger(Approve, stage=s.stage, version=s.version, user=OTHER)
+    loop.store.unreachable_marks = 1
+    with pytest.raises(ConnectionError):
+        await loop.run(trigger)
+    assert loop.chat.ephemerals == []
+    await loop.run(trigger, deliveries=2)
+    assert only_ephemeral(loop) == say.only_approvers(s)
+    await loop.run(trigger, deliveries=3)  # a later replay: done, nothing sent again
+    assert len(loop.chat.ephemerals) == 1
+
+
 async def test_a_stale_job_cannot_commit_once_its_lease_is_taken_over(loop: Loop) -> None:
     await start(loop)
     trigger = click_trigger(Regenerate, stage=Stage.STORY, version=1)
