@@ -252,17 +252,35 @@ class VideoStage:
             return
         ticker = asyncio.create_task(self._tick(job, s, run))
         gate = asyncio.Semaphore(ctx.settings.video_concurrency)
+        stopping: list[Cancelled] = []
 
         async def one(clip: ClipPlan) -> PaidItem:
             async with gate:
-                return await self._clip(job, s, run, clip, items.get(f"{STAGE}:v{n}:{clip.index}"))
+                if stopping:
+                    # Cancelled while this clip waited for a slot: gather doesn't stop the
+                    # others, so without this the slot a cancelled clip freed started a new
+                    # paid create after the cancel.
+                    raise stopping[0]
+                try:
+                    field = f"{STAGE}:v{n}:{clip.index}"
+                    return await self._clip(job, s, run, clip, items.get(field))
+                except Cancelled as exc:
+                    stopping.append(exc)
+                    raise
 
+        clips = [asyncio.ensure_future(one(c)) for c in plan.clips]
         try:
-            states = await asyncio.gather(*(one(c) for c in plan.clips))
+            states = await asyncio.gather(*clips)
         except Cancelled as exc:
             ticker.cancel()
+            # The clips still in flight see the cancel at their next poll; none starts anew.
+            await asyncio.gather(*clips, return_exceptions=True)
             await self.stop(job, s, by=exc.by, cancel_job=exc.job)
             return
+        except BaseException:
+            for clip in clips:
+                clip.cancel()
+            raise
         finally:
             ticker.cancel()
         failed = [
