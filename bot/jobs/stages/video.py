@@ -268,18 +268,18 @@ class VideoStage:
                     stopping.append(exc)
                     raise
 
-        clips = [asyncio.ensure_future(one(c)) for c in plan.clips]
+        tasks = [asyncio.ensure_future(one(c)) for c in plan.clips]
         try:
-            states = await asyncio.gather(*clips)
+            states = await asyncio.gather(*tasks)
         except Cancelled as exc:
             ticker.cancel()
             # The clips still in flight see the cancel at their next poll; none starts anew.
-            await asyncio.gather(*clips, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self.stop(job, s, by=exc.by, cancel_job=exc.job)
             return
         except BaseException:
-            for clip in clips:
-                clip.cancel()
+            for task in tasks:
+                task.cancel()
             raise
         finally:
             ticker.cancel()
